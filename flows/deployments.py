@@ -1,0 +1,222 @@
+"""The project's deployments, work pools, and the calls that start or resume their runs.
+
+`DEPLOYMENTS` is the single list the code registers (`studio-nova deploy`, `studio-nova server`);
+`deploy/prefect.yaml` describes the same deployments for `prefect deploy --all`, and a test keeps
+the two in step. Entrypoints are module paths, so a worker runs the installed package and needs no
+copy of the repository.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+from uuid import UUID
+
+from prefect import get_client
+from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterName,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    FlowRunFilterTags,
+)
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.deployments import run_deployment
+from prefect.deployments.runner import EntrypointType
+from prefect.exceptions import ObjectNotFound
+from prefect.flow_runs import resume_flow_run
+from prefect.workers.process import ProcessWorker
+
+from studio_nova.review_gate import Answer, shot_tag, store_tag
+from studio_nova.server import CPU_POOL, GPU_POOL
+
+NIGHTLY_CRON = "0 1 * * *"  # 01:00 every night, after the day's reviews
+ACTIVE_STATES = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED]
+
+
+@dataclass(frozen=True)
+class Pool:
+    name: str
+    description: str
+    concurrency_limit: int | None = None
+
+
+POOLS = (
+    Pool(CPU_POOL, "ingest, keyframes, review gates, conform"),
+    Pool(GPU_POOL, "renders; one run per GPU (the render slot)", concurrency_limit=1),
+)
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    flow: str  # module path of the flow object
+    name: str
+    pool: str
+    description: str
+    cron: str | None = None
+    tags: tuple[str, ...] = ("studio-nova",)
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def flow_name(self) -> str:
+        return _load(self.flow).name
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.flow_name}/{self.name}"
+
+
+KEYFRAMES = DeploymentSpec(
+    "studio_nova_flows.keyframes.keyframes_flow", "on-demand", CPU_POOL,
+    "Ingest a cut, edit every shot's keyframes and open a review gate per shot.",
+)
+REVIEW = DeploymentSpec(
+    "studio_nova_flows.review.review_flow", "review-gate", CPU_POOL,
+    "One shot's review: waits (suspended, holding nothing) for approve / reject.",
+)
+NIGHTLY = DeploymentSpec(
+    "studio_nova_flows.render.render_flow", "nightly", GPU_POOL,
+    "Every approved, unrendered shot of the store; then conform.", cron=NIGHTLY_CRON,
+)
+ON_APPROVAL = DeploymentSpec(
+    "studio_nova_flows.render.render_flow", "on-approval", GPU_POOL,
+    "The shots a reviewer just approved; then conform.",
+)
+CONFORM = DeploymentSpec(
+    "studio_nova_flows.render.conform_flow", "conform", CPU_POOL,
+    "Relink every rendered shot into the cut; QC table and before/after stills.",
+)
+DEPLOYMENTS = (KEYFRAMES, REVIEW, NIGHTLY, ON_APPROVAL, CONFORM)
+
+
+def _load(path: str) -> Any:
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def ensure_pools(pools: Sequence[Pool] = POOLS) -> None:
+    """Create the work pools (process type, the worker's default job template) if missing."""
+    template = ProcessWorker.get_default_base_job_template()
+    with get_client(sync_client=True) as client:
+        for pool in pools:
+            try:
+                client.read_work_pool(pool.name)
+            except ObjectNotFound:
+                client.create_work_pool(
+                    WorkPoolCreate(
+                        name=pool.name,
+                        type="process",
+                        description=pool.description,
+                        base_job_template=template,
+                        concurrency_limit=pool.concurrency_limit,
+                    )
+                )
+            else:
+                client.update_work_pool(pool.name, WorkPoolUpdate(concurrency_limit=pool.concurrency_limit))
+
+
+def register(nightly_out: str | None = None, specs: Iterable[DeploymentSpec] = DEPLOYMENTS) -> list[str]:
+    """Register the deployments with the server (idempotent). The nightly schedule needs to know
+    which output folder (store) to render; without `nightly_out` it is registered paused."""
+    ensure_pools()
+    names = []
+    for spec in specs:
+        parameters = dict(spec.parameters)
+        if spec is NIGHTLY and nightly_out:
+            parameters["out"] = nightly_out
+        deployment = _load(spec.flow).to_deployment(
+            name=spec.name,
+            cron=spec.cron,
+            paused=True if spec.cron and not nightly_out else None,
+            parameters=parameters,
+            description=spec.description,
+            tags=list(spec.tags),
+            work_pool_name=spec.pool,
+            entrypoint_type=EntrypointType.MODULE_PATH,
+        )
+        deployment.apply(work_pool_name=spec.pool)
+        names.append(spec.full_name)
+    return names
+
+
+def registered() -> set[str]:
+    with get_client(sync_client=True) as client:
+        found = client.read_deployments(
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[s.name for s in DEPLOYMENTS]))
+        )
+        flows = {f.id: f.name for f in client.read_flows()}
+    return {f"{flows.get(d.flow_id)}/{d.name}" for d in found}
+
+
+# ----------------------------------------------------------------------------- runs of the gate
+
+
+def active_runs(tag: str, deployment: DeploymentSpec | None = None) -> list[FlowRun]:
+    """Runs carrying `tag` that are not finished (scheduled, pending, running or paused)."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=[tag]),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=ACTIVE_STATES)),
+            )
+        )
+        if deployment is None:
+            return list(runs)
+        ids = {d.id for d in client.read_deployments(
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[deployment.name]))
+        )}
+    return [r for r in runs if r.deployment_id in ids]
+
+
+def request_review(store_url: str, out: str, shot_id: int, *, backend: str | None, formats: Sequence[str]) -> UUID:
+    """Open the shot's review gate unless one is already open (reruns must not open a second)."""
+    tag = shot_tag(store_url, shot_id)
+    existing = active_runs(tag, REVIEW)
+    if existing:
+        return existing[0].id
+    run = run_deployment(
+        REVIEW.full_name,
+        parameters={"out": out, "shot_id": shot_id, "backend": backend, "formats": list(formats)},
+        tags=["studio-nova", store_tag(store_url), tag],
+        timeout=0,
+        as_subflow=False,
+    )
+    return run.id
+
+
+def request_render(store_url: str, out: str, shot_ids: Sequence[int], *, backend: str | None, formats: Sequence[str]) -> UUID:
+    """Queue a render of these shots on the GPU pool; the caller does not wait for it."""
+    run = run_deployment(
+        ON_APPROVAL.full_name,
+        parameters={"out": out, "shot_ids": list(shot_ids), "backend": backend, "formats": list(formats)},
+        tags=["studio-nova", store_tag(store_url), *(shot_tag(store_url, i) for i in shot_ids)],
+        timeout=0,
+        as_subflow=False,
+    )
+    return run.id
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    action: str  # "resumed" | "waiting" | "render-requested" | "review-requested"
+    flow_run_id: UUID | None
+
+
+def answer_gate(
+    store_url: str, out: str, shot_id: int, status: str, answer: Answer, *, formats: Sequence[str] = ()
+) -> GateOutcome:
+    """After the CLI recorded a decision: resume the shot's paused review run with the same input
+    the UI form gives; with no run waiting, start what the decision calls for."""
+    runs = active_runs(shot_tag(store_url, shot_id), REVIEW)
+    paused = [r for r in runs if r.state is not None and r.state.type == StateType.PAUSED]
+    if paused:
+        resume_flow_run(paused[0].id, run_input=answer.as_input())
+        return GateOutcome("resumed", paused[0].id)
+    if runs:
+        return GateOutcome("waiting", runs[0].id)  # about to suspend; it reads the store first
+    if status == "approved":
+        return GateOutcome("render-requested", request_render(store_url, out, [shot_id], backend=None, formats=formats))
+    return GateOutcome("review-requested", request_review(store_url, out, shot_id, backend=None, formats=formats))

@@ -1,0 +1,119 @@
+"""All configuration in one pydantic-settings model (environment prefix `STUDIO_NOVA_`).
+
+Every field is documented in the README's configuration table; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from studio_nova.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STUDIO_NOVA_", extra="ignore")
+
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the store. Default: SQLite at OUT/studio-nova.db.",
+    )
+    ffmpeg: str | None = Field(
+        None, description="ffmpeg binary. Default: the one imageio-ffmpeg ships."
+    )
+    chunk_length: int = Field(81, description="Frames per chunk (4n+1).")
+    chunk_overlap: int = Field(16, description="Frames shared by neighbouring chunks (multiple of 4).")
+    keyframe_interval: int = Field(10, description="Frames between keyframes.")
+    default_editor: str = Field("recolor", description="Editor for `NOVA:` markers.")
+    default_params: dict[str, Any] = Field(
+        default_factory=dict, description="Editor params for `NOVA:` markers (JSON)."
+    )
+    default_seed: int = Field(0, description="Seed when an edit request names none.")
+    backend: str = Field("flow", description="Propagator used by `run` unless --backend is given.")
+    flow_preset: str = Field("fast", description="DIS optical-flow preset of `flow`: ultrafast|fast|medium.")
+    prores_qscale: int = Field(4, description="ProRes 422 HQ quantiser (lower = larger, slower).")
+    proxy_crf: int = Field(20, description="H.264 review proxy quality (x264 CRF).")
+    reviewer: str | None = Field(None, description="Name recorded on CLI reviews. Default: the OS user.")
+    review_timeout_hours: float = Field(
+        48.0, description="Hours a review waits for an answer before it is reported expired."
+    )
+    prefect_port: int = Field(
+        4200, description="Port of `studio-nova server` (UI and API); `run` and `review` look for it there."
+    )
+
+    # Model backends (weights are only ever read from local folders; nothing is fetched).
+    device: str = Field("auto", description="Torch device for model plugins: auto|cpu|cuda|cuda:N.")
+    nova_base: str | None = Field(
+        None, description="Folder of the base model in diffusers layout (Wan2.1-VACE-1.3B-diffusers)."
+    )
+    nova_adapter: str | None = Field(None, description="NOVA adapter weights (.safetensors file).")
+    nova_steps: int = Field(50, description="Denoising steps of the nova propagator.")
+    nova_text_scale: float = Field(5.0, description="Classifier-free guidance scale for the text condition.")
+    nova_keyframe_scale: float = Field(
+        1.0, description="Guidance scale for the sparse keyframe condition (1 = no extra pass)."
+    )
+    nova_window: int | None = Field(
+        None, description="Cross-attention reach in latent frames (±w); unset: what the adapter records."
+    )
+    nova_seed: int = Field(0, description="Seed of the nova propagator's noise.")
+    flux_kontext_dir: str | None = Field(None, description="Folder of FLUX.1 Kontext in diffusers layout.")
+    qwen_image_edit_dir: str | None = Field(None, description="Folder of Qwen-Image-Edit in diffusers layout.")
+    model_offload: bool = Field(False, description="CPU-offload model components (small GPUs).")
+
+    @field_validator("chunk_length")
+    @classmethod
+    def _chunk_is_4n_plus_1(cls, value: int) -> int:
+        if value < 5 or (value - 1) % 4:
+            raise ValueError(f"chunk_length must be 4n+1 and at least 5, got {value}")
+        return value
+
+    @field_validator("chunk_overlap")
+    @classmethod
+    def _overlap_multiple_of_4(cls, value: int) -> int:
+        if value < 0 or value % 4:
+            raise ValueError(f"chunk_overlap must be a non-negative multiple of 4, got {value}")
+        return value
+
+    @field_validator("review_timeout_hours")
+    @classmethod
+    def _timeout_positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError(f"must be positive, got {value}")
+        return value
+
+    @field_validator("keyframe_interval")
+    @classmethod
+    def _interval_positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"keyframe_interval must be at least 1, got {value}")
+        return value
+
+    def store_url(self, out_dir: Path | None) -> str:
+        """The store to use: the configured URL, else SQLite inside the output folder."""
+        if self.database_url:
+            return self.database_url
+        if out_dir is None:
+            raise ValueError("no store: set STUDIO_NOVA_DATABASE_URL or pass --out")
+        return f"sqlite:///{(Path(out_dir) / 'studio-nova.db').resolve()}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, with a bad value reported as a ConfigError naming its variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"STUDIO_NOVA_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            + (f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else "")
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid setting: {problems}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

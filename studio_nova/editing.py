@@ -1,0 +1,57 @@
+"""The keyframe-editor contract.
+
+An editor turns the original keyframes of one shot into edited keyframes plus, per keyframe, a
+mask of where the edit changed the image. Editors are entry-point plugins in the group
+`studio_nova.editors`; the class named by the entry point is instantiated without arguments and
+`edit()` is called once per shot (and again, with a new instruction or seed, after a rejection).
+
+Images are float32 RGB in [0, 1], H×W×3, at the source size; masks float32 H×W in [0, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    """An original keyframe: source frame number (DESIGN section 4) and its pixels."""
+
+    source_frame: int
+    image: np.ndarray
+
+
+@dataclass(frozen=True)
+class EditContext:
+    """Everything an editor receives for one shot."""
+
+    shot: str
+    keyframes: Sequence[Keyframe]
+    instruction: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    region: np.ndarray | None = None  # H×W in [0, 1]: confine the edit here when given
+    reference: np.ndarray | None = None  # an edited image whose look every keyframe should share
+
+
+@dataclass(frozen=True)
+class EditedKeyframe:
+    source_frame: int
+    image: np.ndarray  # float32 H×W×3 in [0, 1]
+    mask: np.ndarray  # float32 H×W in [0, 1]; 0 where the edit left the pixel unchanged
+
+
+@dataclass(frozen=True)
+class EditResult:
+    keyframes: list[EditedKeyframe]
+    info: dict[str, Any] = field(default_factory=dict)  # model, seed, settings: for store and review
+
+
+@runtime_checkable
+class KeyframeEditor(Protocol):
+    name: str
+
+    def edit(self, context: EditContext) -> EditResult: ...

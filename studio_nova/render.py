@@ -1,0 +1,292 @@
+"""Render one shot: propagate chunk by chunk, blend overlaps, encode, assemble, QC.
+
+Each chunk's committed frames are encoded as a ProRes segment in a work folder, and the frames it
+shares with the next chunk are kept losslessly as that chunk's anchors. A ledger (the store, in the
+pipeline) records finished chunks, so an interrupted render resumes at the first unfinished chunk.
+The master is the stream-copy concatenation of the segments (one generation of codec loss), written
+under a temporary name and renamed; the H.264 proxy is made from the master.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Protocol, Sequence
+
+import numpy as np
+
+from studio_nova import qc
+from studio_nova.editing import EditedKeyframe
+from studio_nova.errors import PluginError, PropagationError
+from studio_nova.media.decode import read_frames
+from studio_nova.media.encode import VideoWriter, concat, make_proxy
+from studio_nova.media.info import MediaInfo
+from studio_nova.media.probe import probe
+from studio_nova.media.timecode import frames_to_timecode
+from studio_nova.propagation import ChunkInput, ChunkOutput, Propagator
+
+log = logging.getLogger(__name__)
+
+SEAM_PSNR_CAP = 100.0  # dB reported when two chunks agree exactly on their overlap
+
+
+class ChunkLedger(Protocol):
+    """Where chunk progress is recorded (the store in the pipeline; a dict in tests)."""
+
+    def is_done(self, index: int) -> bool: ...
+
+    def start(self, index: int) -> None: ...
+
+    def complete(self, index: int, output: Path) -> None: ...
+
+    def fail(self, index: int, error: str) -> None: ...
+
+
+@dataclass
+class MemoryLedger:
+    """A ledger kept in memory: renders that need no resume (tests, one-off previews)."""
+
+    done: set[int] = field(default_factory=set)
+
+    def is_done(self, index: int) -> bool:
+        return index in self.done
+
+    def start(self, index: int) -> None:
+        pass
+
+    def complete(self, index: int, output: Path) -> None:
+        self.done.add(index)
+
+    def fail(self, index: int, error: str) -> None:
+        self.done.discard(index)
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    prores_qscale: int = 4
+    proxy_crf: int = 20
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    master: Path
+    proxy: Path
+    frames: int
+    qc: dict
+
+
+ProgressFn = Callable[[int, int], None]  # (chunks done, chunks total)
+
+
+def render_shot(
+    *,
+    shot: str,
+    info: MediaInfo,
+    first_frame: int,
+    last_frame: int,
+    chunks: Sequence[tuple[int, int]],
+    keyframes: Mapping[int, EditedKeyframe],
+    propagator: Propagator,
+    work_dir: Path,
+    master_path: Path,
+    proxy_path: Path,
+    ledger: ChunkLedger,
+    encode: EncodeSettings = EncodeSettings(),
+    progress: ProgressFn | None = None,
+    instruction: str = "",
+) -> RenderResult:
+    """Render source frames `first_frame..last_frame` of `info` with the edits of `keyframes`."""
+    if not chunks or chunks[0][0] != first_frame or chunks[-1][1] != last_frame:
+        raise ValueError(f"chunks {list(chunks)[:3]}… do not cover frames {first_frame}..{last_frame}")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    segments: list[Path] = []
+    rendered_frames = 0  # by this call: a resumed render's speed counts only its own work
+    for index, (start, end) in enumerate(chunks):
+        segment = work_dir / f"chunk_{index:04d}.mov"
+        stats_path = work_dir / f"chunk_{index:04d}.json"
+        next_start = chunks[index + 1][0] if index + 1 < len(chunks) else None
+        tail_path = work_dir / f"chunk_{index:04d}_tail.npy"
+        if ledger.is_done(index) and segment.exists() and stats_path.exists() and (
+            next_start is None or tail_path.exists()
+        ):
+            segments.append(segment)
+            continue
+        ledger.start(index)
+        try:
+            _render_chunk(
+                shot=shot,
+                info=info,
+                index=index,
+                start=start,
+                end=end,
+                next_start=next_start,
+                previous_tail=work_dir / f"chunk_{index - 1:04d}_tail.npy" if index else None,
+                keyframes=keyframes,
+                propagator=propagator,
+                segment=segment,
+                tail_path=tail_path,
+                stats_path=stats_path,
+                encode=encode,
+                instruction=instruction,
+            )
+        except Exception as exc:
+            ledger.fail(index, str(exc))
+            raise
+        ledger.complete(index, segment)
+        segments.append(segment)
+        rendered_frames += (next_start if next_start is not None else end + 1) - start
+        if progress is not None:
+            progress(index + 1, len(chunks))
+
+    timecode = frames_to_timecode(info.start_frame + first_frame, info.rate)
+    master = _assemble_master(segments, master_path, timecode, last_frame - first_frame + 1, shot)
+    proxy = proxy_path if proxy_path.exists() else make_proxy(master, proxy_path, crf=encode.proxy_crf)
+    elapsed = time.perf_counter() - started
+    report = _shot_qc(work_dir, len(chunks), last_frame - first_frame + 1, rendered_frames, elapsed)
+    return RenderResult(master=master, proxy=proxy, frames=last_frame - first_frame + 1, qc=report)
+
+
+def _render_chunk(
+    *,
+    shot: str,
+    info: MediaInfo,
+    index: int,
+    start: int,
+    end: int,
+    next_start: int | None,
+    previous_tail: Path | None,
+    keyframes: Mapping[int, EditedKeyframe],
+    propagator: Propagator,
+    segment: Path,
+    tail_path: Path,
+    stats_path: Path,
+    encode: EncodeSettings,
+    instruction: str,
+) -> None:
+    source = np.stack(list(read_frames(info, start, end)))
+    anchors: dict[int, np.ndarray] = {}
+    if previous_tail is not None:
+        tail = np.load(previous_tail)
+        anchors = {j: tail[j] for j in range(min(len(tail), len(source)))}
+    chunk_keyframes = {f - start: kf for f, kf in keyframes.items() if start <= f <= end}
+    output = propagator.propagate(
+        ChunkInput(
+            shot=shot,
+            first_frame=start,
+            frames=source,
+            keyframes=chunk_keyframes,
+            anchors=anchors,
+            instruction=instruction,
+        )
+    )
+    _check_output(output, source, shot, start, getattr(propagator, "name", type(propagator).__name__))
+
+    final = output.frames.copy()
+    seam = None
+    if anchors:
+        # Cross-fade from the previous chunk's result into this one over the shared frames.
+        n = len(anchors)
+        prev = np.stack([anchors[j] for j in range(n)])
+        seam = qc.psnr(prev, output.frames[:n])
+        weights = (np.arange(1, n + 1, dtype=np.float32) / (n + 1))[:, None, None, None]
+        mixed = (1.0 - weights) * prev.astype(np.float32) + weights * output.frames[:n].astype(np.float32)
+        final[:n] = np.rint(mixed).astype(source.dtype)
+
+    commit_end = (next_start - start) if next_start is not None else len(source)
+    untouched = output.masks[:commit_end] == 0
+    exact = (final[:commit_end] == source[:commit_end]).all(axis=-1)
+    stats = {
+        "frames": int(commit_end),
+        "untouched_pixels": int(untouched.sum()),
+        "untouched_exact_pixels": int((untouched & exact).sum()),
+        "edited_coverage": float(output.masks[:commit_end].mean() / 255.0),
+        "seam_psnr_db": None if seam is None else float(min(seam, SEAM_PSNR_CAP)),
+    }
+
+    for stale in (segment, tail_path):  # our own leftovers from an interrupted attempt
+        if stale.exists():
+            stale.unlink()
+    with VideoWriter(
+        segment,
+        width=info.width,
+        height=info.height,
+        rate=info.rate,
+        codec="prores_hq",
+        input_dtype=source.dtype,
+        color_matrix=info.color_matrix,
+        prores_qscale=encode.prores_qscale,
+    ) as writer:
+        for frame in final[:commit_end]:
+            writer.write(frame)
+    if next_start is not None:
+        _save_atomic_npy(tail_path, final[next_start - start :])
+    _write_atomic_text(stats_path, json.dumps(stats))
+
+
+def _check_output(output: ChunkOutput, source: np.ndarray, shot: str, start: int, name: str) -> None:
+    if not isinstance(output, ChunkOutput):
+        raise PluginError(f"propagator {name!r} returned {type(output).__name__}, not ChunkOutput", shot=shot)
+    if output.frames.shape != source.shape or output.frames.dtype != source.dtype:
+        raise PropagationError(
+            f"propagator {name!r} returned frames {output.frames.shape} {output.frames.dtype} "
+            f"for a chunk of {source.shape} {source.dtype}",
+            shot=shot,
+            frame=start,
+        )
+    if output.masks.shape != source.shape[:3] or output.masks.dtype != np.uint8:
+        raise PropagationError(
+            f"propagator {name!r} returned masks {output.masks.shape} {output.masks.dtype}, "
+            f"expected {source.shape[:3]} uint8",
+            shot=shot,
+            frame=start,
+        )
+
+
+def _assemble_master(segments: list[Path], master_path: Path, timecode: str, expected: int, shot: str) -> Path:
+    if master_path.exists():
+        # A previous attempt finished the master but was stopped before recording it.
+        found = probe(master_path).frame_count
+        if found == expected:
+            return master_path
+        raise PropagationError(
+            f"an unrecorded master with {found} frames (expected {expected}) is in the way; "
+            "move it aside and run again",
+            shot=shot,
+            path=master_path,
+        )
+    master_path.parent.mkdir(parents=True, exist_ok=True)
+    return concat(segments, master_path, timecode=timecode)
+
+
+def _shot_qc(work_dir: Path, n_chunks: int, frames: int, rendered: int, elapsed: float) -> dict:
+    stats = [json.loads((work_dir / f"chunk_{i:04d}.json").read_text()) for i in range(n_chunks)]
+    untouched = sum(s["untouched_pixels"] for s in stats)
+    exact = sum(s["untouched_exact_pixels"] for s in stats)
+    seams = [s["seam_psnr_db"] for s in stats if s["seam_psnr_db"] is not None]
+    coverage = sum(s["edited_coverage"] * s["frames"] for s in stats) / max(frames, 1)
+    return {
+        "frames": frames,
+        "chunks": n_chunks,
+        "edited_coverage": round(coverage, 6),
+        "untouched_exact": 1.0 if untouched == 0 else exact / untouched,
+        "seam_psnr_db": round(min(seams), 3) if seams else None,
+        "render_fps": round(rendered / elapsed, 3) if rendered and elapsed > 0 else None,
+    }
+
+
+def _save_atomic_npy(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    with open(tmp, "wb") as fh:
+        np.save(fh, array)
+    os.replace(tmp, path)
+
+
+def _write_atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    tmp.write_text(text)
+    os.replace(tmp, path)

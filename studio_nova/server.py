@@ -1,0 +1,175 @@
+"""A local Prefect server and the workers the project's deployments need, as child processes.
+
+`studio-nova server` is what a person runs on one workstation: the UI, a CPU worker (ingest,
+keyframes, review, conform) and a GPU worker with one render slot. Everything is started as a
+subprocess in its own process group, so stopping (Ctrl-C, or a test's cleanup) ends exactly the
+processes started here, children included. This module runs the `prefect` command line and never
+imports Prefect itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Mapping, Sequence
+
+from studio_nova.errors import StudioNovaError
+
+CPU_POOL = "studio-nova-cpu"
+GPU_POOL = "studio-nova-gpu"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on right now (for tests and for a second server beside 4200)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def api_url(host: str, port: int) -> str:
+    return f"http://{host}:{port}/api"
+
+
+def is_healthy(url: str, timeout: float = 2.0) -> bool:
+    """Whether a Prefect API answers at `url` (…/api)."""
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=timeout) as response:
+            return response.status == 200 and json.loads(response.read() or b"false") is True
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def find_local_api(port: int, host: str = "127.0.0.1") -> str | None:
+    """The API of a server started by `studio-nova server` on this machine, if one is up."""
+    url = api_url(host, port)
+    return url if is_healthy(url, timeout=1.0) else None
+
+
+@dataclass
+class _Child:
+    name: str
+    process: subprocess.Popen
+    log: IO[bytes]
+
+
+@dataclass
+class LocalServer:
+    """A Prefect server plus workers; use as a context manager, or `start()` / `stop()`."""
+
+    port: int
+    host: str = "127.0.0.1"
+    home: Path | None = None  # PREFECT_HOME of the server (its SQLite database lives there)
+    log_dir: Path | None = None
+    workers: Sequence[tuple[str, int | None]] = ((CPU_POOL, None), (GPU_POOL, 1))
+    env: Mapping[str, str] | None = None
+    startup_timeout: float = 120.0
+    _children: list[_Child] = field(default_factory=list)
+
+    @property
+    def api_url(self) -> str:
+        return api_url(self.host, self.port)
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def child_env(self) -> dict[str, str]:
+        """The environment of the server, its workers and every flow run they start."""
+        env = dict(os.environ if self.env is None else self.env)
+        env["PREFECT_API_URL"] = self.api_url
+        env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+        env["PREFECT_UI_API_URL"] = self.api_url
+        env.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+        if self.home is not None:
+            env["PREFECT_HOME"] = str(self.home)
+        return env
+
+    def _spawn(self, name: str, args: list[str]) -> _Child:
+        log_dir = self.log_dir or (self.home or Path.cwd()) / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log = open(log_dir / f"{name}.log", "ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "prefect", *args],
+            env=self.child_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: stop() ends it and its flow runs
+        )
+        child = _Child(name, process, log)
+        self._children.append(child)
+        return child
+
+    def start_server(self) -> None:
+        if is_healthy(self.api_url, timeout=1.0):
+            raise StudioNovaError(
+                f"a Prefect server already answers on {self.ui_url}; use it, or pick another port"
+            )
+        if self.home is not None:
+            self.home.mkdir(parents=True, exist_ok=True)
+        server = self._spawn("server", ["server", "start", "--host", self.host, "--port", str(self.port)])
+        deadline = time.monotonic() + self.startup_timeout
+        while not is_healthy(self.api_url):
+            if server.process.poll() is not None:
+                self.stop()
+                raise StudioNovaError(
+                    f"the Prefect server exited with status {server.process.returncode}; "
+                    f"see {server.log.name}"
+                )
+            if time.monotonic() > deadline:
+                self.stop()
+                raise StudioNovaError(f"the Prefect server did not answer within {self.startup_timeout:.0f} s")
+            time.sleep(0.5)
+
+    def start_workers(self) -> None:
+        for pool, limit in self.workers:
+            args = ["worker", "start", "--pool", pool, "--type", "process", "--name", f"{pool}-local"]
+            if limit is not None:
+                args += ["--limit", str(limit)]
+            self._spawn(f"worker-{pool}", args)
+
+    def start(self) -> "LocalServer":
+        self.start_server()
+        self.start_workers()
+        return self
+
+    def dead_children(self) -> list[str]:
+        return [c.name for c in self._children if c.process.poll() is not None]
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """End every process group started here: workers first (their runs), then the server."""
+        for child in reversed(self._children):
+            _signal_group(child.process, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for child in reversed(self._children):
+            try:
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(child.process, signal.SIGKILL)
+                child.process.wait(timeout=10)
+            _signal_group(child.process, signal.SIGKILL)  # stragglers of the group (flow runs)
+            child.log.close()
+        self._children.clear()
+
+    def __enter__(self) -> "LocalServer":
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+def _signal_group(process: subprocess.Popen, sig: int) -> None:
+    """Signal the process group we created for this child (its pid is the group id)."""
+    try:
+        os.killpg(process.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
