@@ -89,7 +89,11 @@ CONFORM = DeploymentSpec(
     "studio_nova_flows.render.conform_flow", "conform", CPU_POOL,
     "Relink every rendered shot into the cut; QC table and before/after stills.",
 )
-DEPLOYMENTS = (KEYFRAMES, REVIEW, NIGHTLY, ON_APPROVAL, CONFORM)
+TRAIN = DeploymentSpec(
+    "studio_nova_flows.train.train_flow", "train", GPU_POOL,
+    "Train or fine-tune the NOVA adapter on the studio's own clips (no edited pairs); resume=true continues.",
+)
+DEPLOYMENTS = (KEYFRAMES, REVIEW, NIGHTLY, ON_APPROVAL, CONFORM, TRAIN)
 
 
 def _load(path: str) -> Any:

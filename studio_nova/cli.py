@@ -428,6 +428,17 @@ def cmd_editors_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plugins_list(args: argparse.Namespace) -> int:
+    """`mattes list` / `backgrounds list`: the same readiness report as `editors list`."""
+    from studio_nova.editor_status import format_statuses, plugin_statuses
+    from studio_nova.plugins import BACKGROUNDS, MATTES
+
+    kind = args.plugin_kind
+    statuses = plugin_statuses({"mattes": MATTES, "backgrounds": BACKGROUNDS}[kind])
+    _emit(args, {kind: statuses}, format_statuses(statuses))
+    return 0
+
+
 def cmd_model_init(args: argparse.Namespace) -> int:
     from studio_nova.models.tiny import init_tiny
 
@@ -466,6 +477,38 @@ def cmd_bench_model(args: argparse.Namespace) -> int:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps(result, indent=2, default=str) + "\n")
     _emit(args, result, json.dumps(result, indent=2, default=str))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ train
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from studio_nova.training.trainer import preset, train
+
+    overrides = {"learning_rate": args.lr, "checkpoint_every": args.checkpoint_every, "seed": args.seed,
+                 "window": args.window}
+    given = [f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None]
+    if args.resume and given:
+        print(f"studio-nova: error: {', '.join(given)} cannot change a resumed run (only --steps can)", file=sys.stderr)
+        return 2
+    config = args.config if args.resume else preset(args.config or "full", **overrides)
+    device = args.device or load_settings().device
+    result = train(args.data, args.out, config, steps=args.steps, resume=args.resume, base=args.base,
+                   adapter=args.adapter, device=device)
+    payload = result.to_dict()
+    loss = payload["loss"]
+    human = f"trained steps {result.start_step + 1}..{result.final_step} of {result.config.steps} on {result.device}"
+    if len(result.loss_history) >= 2 * loss["window"]:
+        human += (f"\nloss: first {loss['window']} steps {loss['first_mean']:.5f}, last {loss['window']} steps "
+                  f"{loss['last_mean']:.5f} ({100 * loss['decrease']:.1f}% lower)")
+    elif result.loss_history:
+        human += f"\nloss: mean of the {len(result.loss_history)} steps so far {loss['first_mean']:.5f}"
+    human += f"\nadapter: {payload['adapter']}  (STUDIO_NOVA_NOVA_ADAPTER)\ncontact sheet: {payload['contact_sheet']}"
+    if result.data.skipped:
+        human += f"\nskipped {len(result.data.skipped)} clips: " + "; ".join(
+            f"{s.path.name} ({s.reason})" for s in result.data.skipped)
+    _emit(args, payload, human)
     return 0
 
 
@@ -550,6 +593,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_editors_list)
 
+    for kind, what in (("mattes", "matte sources"), ("backgrounds", "background sources")):
+        p = add(kind, help=f"{what} of background replacement")
+        psub = p.add_subparsers(dest=f"{kind}_cmd", required=True)
+        e = psub.add_parser("list", help=f"installed {what} and whether each is ready (weights found)")
+        e.add_argument("--json", action="store_true")
+        e.set_defaults(func=cmd_plugins_list, plugin_kind=kind)
+
     p = add("model", help="model checkpoints")
     msub = p.add_subparsers(dest="model_cmd", required=True)
     m = msub.add_parser("init", help="write a NOVA base + adapter in the real formats")
@@ -571,6 +621,27 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--output", default=None, help="also write the JSON figures to this file")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench_model)
+
+    p = add("train", help="train or fine-tune the NOVA adapter on your own clips (no edited pairs needed)")
+    p.add_argument("--data", required=True,
+                   help="a folder of clips (searched recursively), one clip, or a cut (.otio .edl .xml .fcpxml .aaf)")
+    p.add_argument("--out", required=True, help="run folder: checkpoints, contact sheet, train.json")
+    p.add_argument("--config", choices=("tiny", "full"), default=None,
+                   help="full: 81 frames at 480x832 (default for a new run); tiny: 17 frames at 32x32 on a "
+                        "tiny random base (tests, CPU); with --resume: the run's own")
+    p.add_argument("--steps", type=int, default=None, help="train up to this step (default: full 8000, tiny 200)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    p.add_argument("--base", default=None,
+                   help="base model folder, diffusers layout (default: STUDIO_NOVA_NOVA_BASE; tiny: a tiny random "
+                        "base written into --out)")
+    p.add_argument("--adapter", default=None, help="fine-tune this adapter (.safetensors or folder) instead of a new one")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N (default: STUDIO_NOVA_DEVICE)")
+    p.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default: full 1e-4)")
+    p.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints")
+    p.add_argument("--seed", type=int, default=None, help="seed of the data order, degradations and noise")
+    p.add_argument("--window", type=int, default=None,
+                   help="cross-attention reach (± latent frames) recorded with the adapter; -1 whole chunk")
+    p.set_defaults(func=cmd_train)
     return parser
 
 

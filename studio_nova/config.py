@@ -63,6 +63,15 @@ class Settings(BaseSettings):
     flux_kontext_dir: str | None = Field(None, description="Folder of FLUX.1 Kontext in diffusers layout.")
     qwen_image_edit_dir: str | None = Field(None, description="Folder of Qwen-Image-Edit in diffusers layout.")
     model_offload: bool = Field(False, description="CPU-offload model components (small GPUs).")
+    segmentation_dir: str | None = Field(
+        None, description="Folder of a SAM 2 video segmentation model (transformers layout) for the `segmentation` matte."
+    )
+    background_t2i_dir: str | None = Field(
+        None, description="Folder of a text-to-image pipeline (diffusers layout) for generated backgrounds."
+    )
+    background_i2v_dir: str | None = Field(
+        None, description="Folder of Wan 2.1 image-to-video (diffusers layout) that animates generated backgrounds."
+    )
 
     @field_validator("chunk_length")
     @classmethod

@@ -11,6 +11,7 @@ Images are float32 RGB in [0, 1], H×W×3, at the source size; masks float32 H×
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -25,6 +26,18 @@ class Keyframe:
 
 
 @dataclass(frozen=True)
+class ShotSource:
+    """Where a shot's frames come from, for editors that need more than its keyframes (a
+    background replacement reads the source's alpha channel and the new background for the same
+    moments). Source media is read-only."""
+
+    media: Path
+    first_frame: int
+    last_frame: int
+    work_dir: Path | None = None  # a folder the editor may keep intermediates in (reused on rerun)
+
+
+@dataclass(frozen=True)
 class EditContext:
     """Everything an editor receives for one shot."""
 
@@ -35,6 +48,7 @@ class EditContext:
     seed: int = 0
     region: np.ndarray | None = None  # H×W in [0, 1]: confine the edit here when given
     reference: np.ndarray | None = None  # an edited image whose look every keyframe should share
+    source: ShotSource | None = None  # the shot's media and range (set by the pipeline)
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,14 @@ def editor_statuses() -> list[dict[str, Any]]:
     Keys: ``name``, ``target`` (the entry point), ``loadable``, ``ready``, ``reason`` (None
     when ready), ``description`` (the first line of the class docstring, or "").
     """
+    return plugin_statuses(EDITORS)
+
+
+def plugin_statuses(group: str) -> list[dict[str, Any]]:
+    """Every plugin registered in `group` (editors, mattes, backgrounds, …), as `editor_statuses`
+    describes; the same optional `readiness()` contract holds for every group."""
     out = []
-    for ep in sorted(entry_points(group=EDITORS), key=lambda e: e.name):
+    for ep in sorted(entry_points(group=group), key=lambda e: e.name):
         status: dict[str, Any] = {"name": ep.name, "target": ep.value, "description": ""}
         try:
             cls = ep.load()

@@ -112,3 +112,15 @@ class ReviewError(StudioNovaError):
 
 class ConformError(StudioNovaError):
     """The conformed cut cannot be built or written."""
+
+
+class TrainingError(StudioNovaError):
+    """Training of the NOVA adapter cannot start or go on (bad settings, output folder, model)."""
+
+
+class TrainingDataError(TrainingError):
+    """The training data (a folder or a cut of clips) holds no clip that can be used."""
+
+
+class CheckpointError(TrainingError):
+    """A training checkpoint is missing, incomplete, or does not fit this run (e.g. --resume)."""

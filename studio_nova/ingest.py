@@ -54,7 +54,7 @@ ADAPTERS: dict[str, str] = {
 }
 DEFAULT_EDL_RATE = 24
 MARKER_PREFIX = "NOVA:"
-_EDIT_KEYS = frozenset({"instruction", "editor", "params", "seed"})
+_EDIT_KEYS = frozenset({"instruction", "editor", "params", "seed", "kind", "background", "matte", "composite"})
 _NO_REQUEST = (
     "no clip carries an edit request: add clip metadata studio_nova.edit "
     "or a marker named 'NOVA: …'"
@@ -163,6 +163,7 @@ class EditRequest:
     editor: str
     params: dict[str, Any] = field(default_factory=dict, hash=False)
     seed: int = 0
+    kind: str = "edit"  # "edit" (keyframe editor + propagation) | "background" (replacement)
 
     def fingerprint(self) -> str:
         """Same request → same hash, whatever the key order, so reruns can skip done work."""
@@ -172,6 +173,8 @@ class EditRequest:
             "params": self.params,
             "seed": self.seed,
         }
+        if self.kind != "edit":  # requests made before kinds existed keep their hash
+            payload["kind"] = self.kind
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -187,13 +190,13 @@ def edit_request_of(clip: otio.schema.Clip, settings: Settings) -> EditRequest |
 
 
 def _edit_request(
-    clip: otio.schema.Clip, settings: Settings, key: str | None
+    clip: otio.schema.Clip, settings: Settings, key: str | None, base_dir: Path | None = None
 ) -> EditRequest | None:
     ours = clip.metadata.get("studio_nova")
     if ours is not None and not isinstance(ours, Mapping):
         raise _bad_request(clip, key, f"metadata studio_nova must be a dict, got {ours!r}")
     if ours is not None and "edit" in ours:
-        return _request_from_metadata(clip, _plain(ours["edit"]), settings, key)
+        return _request_from_metadata(clip, _plain(ours["edit"]), settings, key, base_dir)
     instructions = []
     for marker in clip.markers:
         name = marker.name or ""
@@ -214,7 +217,7 @@ def _edit_request(
 
 
 def _request_from_metadata(
-    clip: otio.schema.Clip, edit: Any, settings: Settings, key: str | None
+    clip: otio.schema.Clip, edit: Any, settings: Settings, key: str | None, base_dir: Path | None = None
 ) -> EditRequest:
     if not isinstance(edit, dict):
         raise _bad_request(clip, key, f"metadata studio_nova.edit must be a dict, got {edit!r}")
@@ -223,6 +226,14 @@ def _request_from_metadata(
         raise _bad_request(
             clip, key, f"unknown keys {unknown} in studio_nova.edit; allowed: {sorted(_EDIT_KEYS)}"
         )
+    kind = edit.get("kind", "edit")
+    if kind not in ("edit", "background"):
+        raise _bad_request(clip, key, f"studio_nova.edit.kind must be 'edit' or 'background', got {kind!r}")
+    if kind == "background":
+        return _background_request(clip, edit, settings, key, base_dir)
+    stray = sorted({"background", "matte", "composite"} & set(edit))
+    if stray:
+        raise _bad_request(clip, key, f"{stray} belong to a background replacement: add \"kind\": \"background\"")
     instruction = edit.get("instruction")
     if not isinstance(instruction, str) or not instruction.strip():
         raise _bad_request(
@@ -238,6 +249,33 @@ def _request_from_metadata(
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise _bad_request(clip, key, f"studio_nova.edit.seed must be an integer, got {seed!r}")
     return EditRequest(instruction=instruction.strip(), editor=editor, params=dict(params), seed=seed)
+
+
+def _background_request(
+    clip: otio.schema.Clip, edit: dict, settings: Settings, key: str | None, base_dir: Path | None
+) -> EditRequest:
+    """A background replacement: its background / matte / composite entries become the params of
+    the `background` editor, with relative paths resolved against the timeline's folder."""
+    from studio_nova.background_replace import DEFAULT_INSTRUCTION, BackgroundRequest
+
+    if "params" in edit:
+        raise _bad_request(clip, key, "a background replacement takes background / matte / composite, not params")
+    instruction = edit.get("instruction", DEFAULT_INSTRUCTION)
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise _bad_request(clip, key, f"studio_nova.edit.instruction must be a non-empty string, got {instruction!r}")
+    editor = edit.get("editor", "background")
+    if not isinstance(editor, str) or not editor:
+        raise _bad_request(clip, key, f"studio_nova.edit.editor must be a plugin name, got {editor!r}")
+    seed = edit.get("seed", settings.default_seed)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise _bad_request(clip, key, f"studio_nova.edit.seed must be an integer, got {seed!r}")
+    try:
+        request = BackgroundRequest.parse(edit, base_dir=base_dir)
+    except ValueError as exc:
+        raise _bad_request(clip, key, str(exc)) from None
+    return EditRequest(
+        instruction=instruction.strip(), editor=editor, params=request.to_params(), seed=seed, kind="background"
+    )
 
 
 def _bad_request(clip: otio.schema.Clip, key: str | None, reason: str) -> EditRequestError:
@@ -321,7 +359,7 @@ def ingest(
     requested = 0
     for key, clip in iter_video_clips(timeline):
         try:
-            edit = _edit_request(clip, settings, key)
+            edit = _edit_request(clip, settings, key, timeline_path.parent)
             if edit is None:
                 continue
             requested += 1

@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 from studio_nova.config import Settings
 from studio_nova.conform import RenderedShot, conform
-from studio_nova.editing import EditContext, EditedKeyframe, EditResult, Keyframe
+from studio_nova.editing import EditContext, EditedKeyframe, EditResult, Keyframe, ShotSource
 from studio_nova.errors import PluginError, ReviewError, StudioNovaError
 from studio_nova.frames import to_float
 from studio_nova.ingest import Shot, ingest
@@ -63,6 +63,11 @@ class Workspace:
 
     def keyframe_dir(self, shot: ShotRecord, version: int) -> Path:
         return self.out / "keyframes" / self.slug(shot) / version_label(version)
+
+    def generated_dir(self, shot: ShotRecord) -> Path:
+        """Where plugins keep what they generate for a shot (e.g. a generated background plate),
+        so keyframes, every render chunk and a rerun use the same one."""
+        return self.out / ".work" / self.slug(shot) / "generated"
 
     def render_paths(self, shot: ShotRecord, version: int) -> tuple[Path, Path, Path]:
         slug, label = self.slug(shot), version_label(version)
@@ -178,6 +183,7 @@ def edit_keyframes(ws: Workspace, shot_id: int) -> ShotRecord:
             instruction=edit.get("instruction", ""),
             params=edit.get("params") or {},
             seed=int(edit.get("seed") or 0),
+            source=ShotSource(Path(shot.media), shot.first_frame, shot.last_frame, ws.generated_dir(shot)),
         )
     )
     _check_edit_result(result, originals, shot.name, edit["editor"])
@@ -333,6 +339,7 @@ def render(ws: Workspace, shot_id: int, *, backend: str | None = None, progress:
     chunks = plan_chunks(
         shot.first_frame, shot.last_frame, length=ws.settings.chunk_length, overlap=ws.settings.chunk_overlap
     )
+    edit = effective_edit(ws, shot)
     record = ws.store.start_render(shot.id, codec="prores_422_hq")
     chunk_rows = ws.store.plan_chunks(record.id, chunks)
     ledger = _StoreLedger(
@@ -354,7 +361,8 @@ def render(ws: Workspace, shot_id: int, *, backend: str | None = None, progress:
             ledger=ledger,
             encode=EncodeSettings(ws.settings.prores_qscale, ws.settings.proxy_crf),
             progress=progress,
-            instruction=str(effective_edit(ws, shot).get("instruction") or ""),
+            instruction=str(edit.get("instruction") or ""),
+            guide=_background_guide(ws, shot, edit, info),
         )
     except StudioNovaError as exc:
         ws.store.fail_render(record.id, str(exc))
@@ -363,6 +371,21 @@ def render(ws: Workspace, shot_id: int, *, backend: str | None = None, progress:
     ws.store.finish_render(record.id, path=str(result.master), proxy_path=str(result.proxy), qc=qc)
     shutil.rmtree(work, ignore_errors=True)  # our own intermediates; the master holds every frame
     return ws.store.shot(shot.id)
+
+
+def _background_guide(ws: Workspace, shot: ShotRecord, edit: dict[str, Any], info: Any) -> Any:
+    """For a background replacement, the per-chunk composite guide; None for other edits."""
+    if edit.get("kind", "edit") != "background":
+        return None
+    from studio_nova.background_replace import BackgroundReplacement, BackgroundRequest
+
+    replacement = BackgroundReplacement(
+        BackgroundRequest.from_params(edit.get("params") or {}),
+        shot=shot.name, media=info, first_frame=shot.first_frame, last_frame=shot.last_frame,
+        seed=int(edit.get("seed") or 0), instruction=str(edit.get("instruction") or ""),
+        cache_dir=ws.generated_dir(shot),
+    )
+    return lambda start, frames: replacement.fuse(frames, start).guide()
 
 
 def _propagator_options(settings: Settings, backend: str) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Plugin discovery through entry points (`studio_nova.editors`, `studio_nova.propagators`).
+"""Plugin discovery through entry points (`studio_nova.editors`, `studio_nova.propagators`,
+`studio_nova.mattes`, `studio_nova.backgrounds`).
 
 First-party plugins are registered in pyproject.toml exactly like third-party ones. A plugin that
 fails to import is reported (by `available()`) and skipped; asking for it by name raises a
@@ -15,6 +16,8 @@ from studio_nova.errors import PluginError
 
 EDITORS = "studio_nova.editors"
 PROPAGATORS = "studio_nova.propagators"
+MATTES = "studio_nova.mattes"
+BACKGROUNDS = "studio_nova.backgrounds"
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,22 @@ from studio_nova.errors import KeyframeError, PropagationError
 
 
 @dataclass
+class CompositeGuide:
+    """A background replacement's fused frames for a chunk (see studio_nova.background_replace).
+
+    `frames` is the subject of each source frame over the new background's frame for the same
+    moment; where `changed` is 0 it *is* the source. A propagator that supports guides
+    (`supports_guide = True`) makes its output from them: `flow` takes them as they are, `nova`
+    lets them drive its sparse branch and keeps every foreground pixel from the source.
+    """
+
+    frames: np.ndarray  # (N, H, W, 3) float32 in [0, 1]
+    alpha: np.ndarray  # (N, H, W) float32: foreground coverage (1 = subject)
+    changed: np.ndarray  # (N, H, W) float32: how much of each pixel is not the source's
+    background: np.ndarray  # (N, H, W, 3) float32: the new background alone
+
+
+@dataclass
 class ChunkInput:
     shot: str
     first_frame: int  # source frame of frames[0]
@@ -25,6 +41,7 @@ class ChunkInput:
     keyframes: dict[int, EditedKeyframe]  # by index within the chunk
     anchors: dict[int, np.ndarray] = field(default_factory=dict)  # by index; (H, W, 3), frames' dtype
     instruction: str = ""  # the approved edit's instruction, for propagators that read text
+    guide: CompositeGuide | None = None  # a background replacement's fused frames
 
 
 @dataclass
@@ -66,6 +83,12 @@ def check_chunk(chunk: ChunkInput) -> None:
         if image.dtype.kind != "f" or mask.dtype.kind != "f":
             raise KeyframeError("edited keyframe and mask must be float images in [0, 1]",
                                 **where)
+    if chunk.guide is not None:
+        g = chunk.guide
+        shapes = (g.frames.shape, g.alpha.shape, g.changed.shape, g.background.shape)
+        if shapes != ((n, h, w, 3), (n, h, w), (n, h, w), (n, h, w, 3)):
+            raise PropagationError(f"the composite guide's shapes {shapes} do not fit {n} frames of {h}x{w}",
+                                   shot=chunk.shot, frame=chunk.first_frame)
     for k, anchor in chunk.anchors.items():
         where = dict(shot=chunk.shot, frame=chunk.first_frame + k)
         if not 0 <= k < n:
@@ -75,3 +98,29 @@ def check_chunk(chunk: ChunkInput) -> None:
             raise PropagationError(
                 f"anchor is {anchor.dtype}{anchor.shape}, frames {frames.dtype}({h}, {w}, 3)",
                 **where)
+
+
+def guided_output(chunk: ChunkInput) -> ChunkOutput:
+    """A background replacement's chunk made directly from its composite guide.
+
+    Decoupled propagation: nothing is carried from keyframes, because every frame already has its
+    own subject (the source's) and its own background (the plate's); the approved keyframes are
+    these very composites. Where the guide leaves a pixel unchanged, the output is the source
+    pixel bit for bit.
+    """
+    from studio_nova.frames import from_float
+
+    if chunk.guide is None:
+        raise PropagationError("the chunk carries no composite guide", shot=chunk.shot, frame=chunk.first_frame)
+    out, masks = keep_unchanged(chunk.frames, from_float(chunk.guide.frames, chunk.frames.dtype), chunk.guide.changed)
+    return ChunkOutput(frames=out, masks=masks)
+
+
+def keep_unchanged(source: np.ndarray, fused: np.ndarray, changed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Frames and masks from fused frames: the source pixel, bit for bit, where `changed` is 0;
+    the mask (uint8) is `changed` scaled, and never 0 where the output differs from the source."""
+    same = changed <= 0
+    out = np.where(same[..., None], source, fused)
+    masks = np.rint(np.clip(changed, 0.0, 1.0) * 255.0).astype(np.uint8)
+    masks[(masks == 0) & ~same] = 1
+    return out, masks

@@ -27,7 +27,8 @@ from studio_nova.media.encode import VideoWriter, concat, make_proxy
 from studio_nova.media.info import MediaInfo
 from studio_nova.media.probe import probe
 from studio_nova.media.timecode import frames_to_timecode
-from studio_nova.propagation import ChunkInput, ChunkOutput, Propagator
+from studio_nova.frames import to_float
+from studio_nova.propagation import ChunkInput, ChunkOutput, CompositeGuide, Propagator
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class RenderResult:
 
 
 ProgressFn = Callable[[int, int], None]  # (chunks done, chunks total)
+GuideFn = Callable[[int, np.ndarray], CompositeGuide]  # (first source frame, source frames) → guide
 
 
 def render_shot(
@@ -98,10 +100,21 @@ def render_shot(
     encode: EncodeSettings = EncodeSettings(),
     progress: ProgressFn | None = None,
     instruction: str = "",
+    guide: GuideFn | None = None,
 ) -> RenderResult:
-    """Render source frames `first_frame..last_frame` of `info` with the edits of `keyframes`."""
+    """Render source frames `first_frame..last_frame` of `info` with the edits of `keyframes`.
+
+    With `guide` (a background replacement), each chunk also carries its composite guide and the
+    QC gains the background figures (`studio_nova.background_replace.background_qc`).
+    """
     if not chunks or chunks[0][0] != first_frame or chunks[-1][1] != last_frame:
         raise ValueError(f"chunks {list(chunks)[:3]}… do not cover frames {first_frame}..{last_frame}")
+    name = getattr(propagator, "name", type(propagator).__name__)
+    if guide is not None and not getattr(propagator, "supports_guide", False):
+        raise PluginError(
+            f"propagator {name!r} cannot render a background replacement (it does not read "
+            "ChunkInput.guide); use flow or nova", shot=shot,
+        )
     work_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     segments: list[Path] = []
@@ -133,6 +146,7 @@ def render_shot(
                 stats_path=stats_path,
                 encode=encode,
                 instruction=instruction,
+                guide=guide,
             )
         except Exception as exc:
             ledger.fail(index, str(exc))
@@ -167,6 +181,7 @@ def _render_chunk(
     stats_path: Path,
     encode: EncodeSettings,
     instruction: str,
+    guide: GuideFn | None = None,
 ) -> None:
     source = np.stack(list(read_frames(info, start, end)))
     anchors: dict[int, np.ndarray] = {}
@@ -174,6 +189,7 @@ def _render_chunk(
         tail = np.load(previous_tail)
         anchors = {j: tail[j] for j in range(min(len(tail), len(source)))}
     chunk_keyframes = {f - start: kf for f, kf in keyframes.items() if start <= f <= end}
+    chunk_guide = guide(start, source) if guide is not None else None
     output = propagator.propagate(
         ChunkInput(
             shot=shot,
@@ -182,6 +198,7 @@ def _render_chunk(
             keyframes=chunk_keyframes,
             anchors=anchors,
             instruction=instruction,
+            guide=chunk_guide,
         )
     )
     _check_output(output, source, shot, start, getattr(propagator, "name", type(propagator).__name__))
@@ -207,6 +224,13 @@ def _render_chunk(
         "edited_coverage": float(output.masks[:commit_end].mean() / 255.0),
         "seam_psnr_db": None if seam is None else float(min(seam, SEAM_PSNR_CAP)),
     }
+    if chunk_guide is not None:
+        from studio_nova.background_replace import background_qc
+
+        stats["background"] = background_qc(
+            to_float(source[:commit_end]), to_float(final[:commit_end]),
+            chunk_guide.alpha[:commit_end], chunk_guide.background[:commit_end],
+        )
 
     for stale in (segment, tail_path):  # our own leftovers from an interrupted attempt
         if stale.exists():
@@ -269,13 +293,38 @@ def _shot_qc(work_dir: Path, n_chunks: int, frames: int, rendered: int, elapsed:
     exact = sum(s["untouched_exact_pixels"] for s in stats)
     seams = [s["seam_psnr_db"] for s in stats if s["seam_psnr_db"] is not None]
     coverage = sum(s["edited_coverage"] * s["frames"] for s in stats) / max(frames, 1)
-    return {
+    report = {
         "frames": frames,
         "chunks": n_chunks,
         "edited_coverage": round(coverage, 6),
         "untouched_exact": 1.0 if untouched == 0 else exact / untouched,
         "seam_psnr_db": round(min(seams), 3) if seams else None,
         "render_fps": round(rendered / elapsed, 3) if rendered and elapsed > 0 else None,
+    }
+    background = [(s["frames"], s["background"]) for s in stats if s.get("background")]
+    if background:
+        report["background"] = _background_summary(background)
+    return report
+
+
+def _background_summary(chunks: list[tuple[int, dict]]) -> dict:
+    """A shot's background figures from its chunks': the worst fidelity, frame-weighted means of
+    the motions, pixel-weighted means of the edge figures."""
+
+    def weighted(key: str, weight: Callable[[int, dict], float]) -> float | None:
+        pairs = [(weight(n, s), s[key]) for n, s in chunks if s.get(key) is not None]
+        total = sum(w for w, _ in pairs)
+        return round(sum(w * v for w, v in pairs) / total, 4) if total else None
+
+    fidelity = [s["fg_fidelity_db"] for _, s in chunks if s.get("fg_fidelity_db") is not None]
+    bg, plate = weighted("bg_motion", lambda n, s: n), weighted("plate_motion", lambda n, s: n)
+    return {
+        "fg_fidelity_db": min(fidelity) if fidelity else None,
+        "bg_motion": bg,
+        "plate_motion": plate,
+        "bg_motion_ratio": round(bg / plate, 4) if bg is not None and plate else None,
+        "edge_bleed": weighted("edge_bleed", lambda n, s: s.get("edge_pixels") or 0),
+        "edge_halo": weighted("edge_halo", lambda n, s: s.get("edge_pixels") or 0),
     }
 
 

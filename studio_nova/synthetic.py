@@ -106,7 +106,9 @@ def make_scene(
 # --- drawing -------------------------------------------------------------------------------
 
 
-def _value_noise(rng: np.random.Generator, h: int, w: int, octaves: int, base: int) -> np.ndarray:
+def value_noise(
+    rng: np.random.Generator, h: int, w: int, octaves: int, base: int, decay: float = 0.6
+) -> np.ndarray:
     """Multi-octave smooth noise in about [-1, 1]: texture that optical flow can lock onto."""
     out = np.zeros((h, w), np.float32)
     amp, total = 1.0, 0.0
@@ -115,14 +117,15 @@ def _value_noise(rng: np.random.Generator, h: int, w: int, octaves: int, base: i
         grid = rng.standard_normal((cells + 1, cells + 1)).astype(np.float32)
         out += amp * cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC)
         total += amp
-        amp *= 0.6
+        amp *= decay
     return out / total
+
 
 
 def _background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     """A muted, textured world: soft gradients, mottled noise and a few hard-edged shapes."""
-    tone = _value_noise(rng, h, w, 5, 3)
-    tint = _value_noise(rng, h, w, 2, 2)
+    tone = value_noise(rng, h, w, 5, 3)
+    tint = value_noise(rng, h, w, 2, 2)
     base = np.array([0.42, 0.48, 0.40], np.float32)  # greenish grey: far from the target's red
     image = base + 0.16 * tone[..., None] + 0.08 * tint[..., None] * np.array(
         [-0.6, 0.4, 0.9], np.float32
@@ -138,7 +141,7 @@ def _background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
         p0 = (int(rng.integers(0, w)), int(rng.integers(0, h)))
         p1 = (int(rng.integers(0, w)), int(rng.integers(0, h)))
         cv2.line(image, p0, p1, (0.15, 0.17, 0.2), max(1, h // 120), cv2.LINE_AA)
-    fine = _value_noise(rng, h, w, 2, max(8, w // 12))
+    fine = value_noise(rng, h, w, 2, max(8, w // 12))
     image += 0.05 * fine[..., None]
     return np.clip(image, 0.0, 1.0).astype(np.float32)
 
@@ -166,7 +169,7 @@ def _soft_shape(h: int, w: int, kind: str) -> np.ndarray:
 def _textured(rng: np.random.Generator, h: int, w: int, rgb: tuple[float, float, float],
               contrast: float, kind: str) -> np.ndarray:
     """An RGBA sprite: the object's colour modulated by its own texture and a hard stripe."""
-    tex = _value_noise(rng, h, w, 3, 3) + 0.5 * _value_noise(rng, h, w, 1, max(4, w // 6))
+    tex = value_noise(rng, h, w, 3, 3) + 0.5 * value_noise(rng, h, w, 1, max(4, w // 6))
     rgba = np.empty((h, w, 4), np.float32)
     colour = np.asarray(rgb, np.float32)
     shade = 1.0 + contrast * tex

@@ -24,6 +24,7 @@ from studio_nova.errors import (
     TimelineError,
 )
 from studio_nova.ingest import (
+    _edit_request,
     EditRequest,
     edit_request_of,
     ingest,
@@ -386,6 +387,12 @@ def test_fingerprint_is_the_hash_of_sorted_json_and_ignores_key_order():
         ({"instruction": "x", "editor": 3}, "editor"),
         ({"instruction": "x", "sed": 1}, "unknown keys"),
         ("make it red", "must be a dict"),
+        ({"kind": "relight", "instruction": "x"}, "kind must be"),
+        ({"kind": "background"}, "needs background"),
+        ({"kind": "background", "background": {"source": "plate"}, "params": {}}, "not params"),
+        ({"kind": "background", "background": {"source": ""}}, "must name a plugin"),
+        ({"kind": "background", "background": {"source": "still"}, "matte": "green"}, "matte must be a dict"),
+        ({"instruction": "x", "background": {"source": "still"}}, "kind"),
     ],
 )
 def test_when_edit_metadata_is_malformed_then_edit_request_error_names_the_clip(edit, reason):
@@ -395,6 +402,22 @@ def test_when_edit_metadata_is_malformed_then_edit_request_error_names_the_clip(
         edit_request_of(bad, SETTINGS)
     assert caught.value.shot == "sh040"
     assert "sh040" in str(caught.value)
+
+
+def test_a_background_replacement_becomes_the_background_editors_params(tmp_path):
+    marked = clip("sh050", "/x.mov", 0, 1, edit={
+        "kind": "background",
+        "background": {"source": "plate", "params": {"video": "plates/sea.mov", "loop": "hold"}},
+        "matte": {"source": "file", "params": {"path": "/abs/matte.mov"}},
+    })
+    request = _edit_request(marked, SETTINGS, None, tmp_path)
+    assert (request.kind, request.editor, request.instruction) == ("background", "background", "replace the background")
+    assert request.params["background"] == {
+        "source": "plate", "params": {"video": str(tmp_path / "plates" / "sea.mov"), "loop": "hold"}}
+    assert request.params["matte"] == {"source": "file", "params": {"path": "/abs/matte.mov"}}
+    assert request.params["composite"]["light_wrap"] == 0.15
+    plain = EditRequest("sky", "recolor", {}, 0)
+    assert EditRequest("sky", "recolor", {}, 0, kind="background").fingerprint() != plain.fingerprint()
 
 
 def test_when_several_nova_markers_disagree_then_the_request_is_refused():

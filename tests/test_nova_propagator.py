@@ -220,3 +220,47 @@ def test_an_incomplete_base_folder_is_a_config_error_naming_what_is_missing(tiny
     frames = np.zeros((5, H, W, 3), np.uint8)
     with pytest.raises(ConfigError, match="text_encoder/ is missing"):
         propagator.propagate(ChunkInput("sh030", 0, frames, {0: _keyframe(frames, 0, (slice(0, 8), slice(0, 8)))}))
+
+
+def test_a_background_replacement_chunk_keeps_the_subject_and_follows_the_plate(nova_env):
+    """With a composite guide, nova's output is the guide plus (behind the subject only) the
+    model's change of it: every opaque subject pixel is the source's, keyframes and anchors are
+    as given, and the background moves as the plate does."""
+    from studio_nova.compositing import composite
+    from studio_nova.propagation import CompositeGuide
+
+    propagator = load_propagator("nova")
+    n = 9
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    rng = np.random.default_rng(3)
+    green = np.array([0.15, 0.7, 0.2], np.float32)
+    frames, fused = [], []
+    plate = rng.random((H, W + 4 * n, 3)).astype(np.float32)
+    for t in range(n):
+        alpha = np.clip((18 - np.hypot(xx - 40 - 3 * t, yy - 36)) / 2 + 0.5, 0, 1).astype(np.float32)
+        subject = np.clip(0.5 + 0.3 * np.sin(xx / 4 + t)[..., None] * np.array([1, 0.4, 0.2]), 0, 1)
+        image = alpha[..., None] * subject + (1 - alpha[..., None]) * green
+        frame = from_float(image.astype(np.float32), np.uint8)
+        frames.append(frame)
+        fused.append(composite(to_float(frame), alpha, plate[:, 4 * t : 4 * t + W]))
+    frames = np.stack(frames)
+    guide = CompositeGuide(
+        frames=np.stack([c.image for c in fused]), alpha=np.stack([c.alpha for c in fused]),
+        changed=np.stack([c.changed for c in fused]),
+        background=np.stack([plate[:, 4 * t : 4 * t + W] for t in range(n)]),
+    )
+    keyframes = {k: EditedKeyframe(k, fused[k].image, fused[k].changed) for k in (0, 8)}
+    anchors = {0: from_float(fused[0].image, np.uint8)}
+    out = propagator.propagate(ChunkInput("bg010", 0, frames, keyframes, anchors, guide=guide))
+
+    same = guide.changed == 0
+    assert same.sum() > 0.05 * same.size
+    assert np.array_equal(out.frames[same], frames[same])
+    assert np.all(out.masks[1:][~same[1:]] > 0) and np.all(out.masks[1:][same[1:]] == 0)  # 0: an anchor
+    assert np.array_equal(out.frames[0], anchors[0])
+    assert np.array_equal(out.frames[8], from_float(np.where(same[8][..., None], to_float(frames[8]), fused[8].image), np.uint8))
+    clear = guide.alpha <= 0.001
+    # The random model changes the background somewhat, but it is still the moving plate.
+    moved = [np.abs(to_float(out.frames[t]) - to_float(out.frames[t - 1]))[clear[t] & clear[t - 1]].mean()
+             for t in range(2, 8)]
+    assert min(moved) > 0.05

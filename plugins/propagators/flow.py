@@ -44,7 +44,7 @@ import numpy as np
 from studio_nova.editing import EditedKeyframe
 from studio_nova.errors import ConfigError
 from studio_nova.frames import max_value, to_float
-from studio_nova.propagation import ChunkInput, ChunkOutput, check_chunk
+from studio_nova.propagation import ChunkInput, ChunkOutput, check_chunk, guided_output
 
 _PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
@@ -110,6 +110,7 @@ class FlowPropagator:
     """
 
     name = "flow"
+    supports_guide = True  # background replacement: the composite guide is the whole render
 
     def __init__(self, preset: str = "fast", **options: Any) -> None:
         if preset not in _PRESETS:
@@ -147,6 +148,8 @@ class FlowPropagator:
     def propagate(self, chunk: ChunkInput) -> ChunkOutput:
         # 1. Check inputs
         check_chunk(chunk)
+        if chunk.guide is not None:
+            return guided_output(chunk)
         frames = chunk.frames
         n, h, w = frames.shape[:3]
         known = sorted(set(chunk.keyframes) | set(chunk.anchors))

@@ -32,7 +32,7 @@ import numpy as np
 
 from studio_nova.errors import ConfigError, PluginError, PropagationError
 from studio_nova.frames import from_float, to_float
-from studio_nova.propagation import ChunkInput, ChunkOutput, check_chunk
+from studio_nova.propagation import ChunkInput, ChunkOutput, check_chunk, keep_unchanged
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,7 @@ class NovaPropagator:
     """
 
     name = "nova"
+    supports_guide = True  # background replacement: the composite drives the sparse branch
 
     def __init__(
         self,
@@ -158,6 +159,11 @@ class NovaPropagator:
             small = np.concatenate([small, np.repeat(small[-1:], padded - n, axis=0)])
         keyframes = {k: _resize(np.asarray(kf.image, np.float32), mh, mw) for k, kf in chunk.keyframes.items()}
         anchors = {k: _resize(to_float(a), mh, mw) for k, a in chunk.anchors.items()}
+        control = None
+        if chunk.guide is not None:
+            control = np.stack([_resize(g, mh, mw) for g in chunk.guide.frames])
+            if padded > n:
+                control = np.concatenate([control, np.repeat(control[-1:], padded - n, axis=0)])
         instruction = getattr(chunk, "instruction", "") or self.prompt
         text_scale = self.text_scale if instruction else 1.0  # "" vs "" guides nowhere: skip that pass
 
@@ -168,10 +174,13 @@ class NovaPropagator:
                 small, keyframes, anchors, prompt=instruction, num_inference_steps=self.steps,
                 text_guidance_scale=text_scale, keyframe_guidance_scale=self.keyframe_scale,
                 generator=generator, recompute_dense=self.recompute_dense, return_source_reconstruction=True,
+                control=control,
             )
         except ValueError as exc:
             raise PropagationError(f"nova could not run the chunk: {exc}", shot=chunk.shot,
                                    frame=chunk.first_frame) from exc
+        if chunk.guide is not None:
+            return self._guided(chunk, result.frames[:n], control[:n])
         edit = (result.frames - result.source_reconstruction)[:n]
 
         # 4. Back to full resolution: keyframes and anchors as given, the rest source + masked edit
@@ -179,8 +188,7 @@ class NovaPropagator:
         masks = np.zeros((n, height, width), np.uint8)
         for t in range(n):
             if t in chunk.anchors:
-                out[t] = chunk.anchors[t]
-                masks[t] = np.where(np.any(chunk.anchors[t] != frames[t], axis=-1), 255, 0)
+                out[t], masks[t] = _anchor(chunk.anchors[t], frames[t])
                 continue
             source = to_float(frames[t])
             if t in chunk.keyframes:
@@ -198,6 +206,35 @@ class NovaPropagator:
             out[t] = np.where((m8 == 0)[..., None], frames[t], blended)
             masks[t] = m8
         return ChunkOutput(frames=out, masks=masks)
+
+    def _guided(self, chunk: ChunkInput, model_out: np.ndarray, control: np.ndarray) -> ChunkOutput:
+        """A background replacement at full resolution: the composite guide plus, behind the
+        subject only, what the model changed of it (its harmonisation of the new background),
+        carried up as a difference so the plate's full-resolution detail stays. Every foreground
+        pixel is the source's (the guide's), and anchors come back as they are."""
+        guide = chunk.guide
+        assert guide is not None
+        frames = chunk.frames
+        n, height, width = frames.shape[:3]
+        out = np.empty_like(frames)
+        masks = np.zeros((n, height, width), np.uint8)
+        for t in range(n):
+            if t in chunk.anchors:
+                out[t], masks[t] = _anchor(chunk.anchors[t], frames[t])
+                continue
+            if t in chunk.keyframes:  # the approved composite, as the reviewer saw it
+                fused = np.asarray(chunk.keyframes[t].image, np.float32)
+            else:
+                behind = (1.0 - guide.alpha[t])[..., None]
+                change = _resize(model_out[t] - control[t], height, width)
+                fused = np.clip(guide.frames[t] + behind * change, 0.0, 1.0)
+            out[t], masks[t] = keep_unchanged(frames[t], from_float(fused, frames.dtype), guide.changed[t])
+        return ChunkOutput(frames=out, masks=masks)
+
+
+def _anchor(anchor: np.ndarray, source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An anchor comes back as it is (the previous chunk committed it), marked where it differs."""
+    return anchor, np.where(np.any(anchor != source, axis=-1), 255, 0).astype(np.uint8)
 
 
 @functools.lru_cache(maxsize=1)

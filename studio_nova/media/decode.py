@@ -12,6 +12,9 @@ the read starts again further back with a timestamp trim, and in the last resort
 from the file start. A damaged stream that drops frames mid-range fails with DecodeError.
 A wrong frame is never returned.
 
+`read_alpha` streams a file's own alpha channel through the same seeking and checks (one
+command builder, two output kinds), so the alpha of frame `i` is always frame `i`'s.
+
 YUV → RGB goes through zimg (ffmpeg's `zscale`), not swscale: swscale maps 10-bit white to
 65283 instead of 65535 (a bias of half an 8-bit level) and is 2-3× slower at full chroma
 quality.
@@ -40,6 +43,8 @@ from studio_nova.media.probe import MATRIX_TAGS, frame_times, is_yuv
 # How far before the target a retry seeks, in seconds, after a seek that landed too late.
 _SEEK_BACKOFF_S = (2.0, 10.0, 60.0)
 
+_ALPHA_SCALE = np.float32(1.0 / 65535.0)
+
 _SHOWINFO_TB_RE = re.compile(rb"showinfo.*config in time_base: (\d+)/(\d+)")
 _SHOWINFO_FRAME_RE = re.compile(rb"showinfo.*\bn:\s*(\d+)\s+pts:\s*(-?\d+)")
 
@@ -60,6 +65,25 @@ def read_frame(info: MediaInfo, index: int) -> np.ndarray:
     """One source frame (see `read_frames`)."""
     (frame,) = list(read_frames(info, index, index))
     return frame
+
+
+def read_alpha(info: MediaInfo, first: int, last: int) -> Iterator[np.ndarray]:
+    """The alpha channel of source frames `first`..`last` inclusive, one H×W float32 at a time.
+
+    Values in [0, 1] (1 = opaque), as the file stores them: ProRes 4444 (yuva444p10/12),
+    PNG / QuickTime Animation (rgba, rgba64) and FFV1 (gbrap...) all keep straight alpha
+    unless the file was written premultiplied, which a file does not record. Frames are
+    the same ones `read_frames` returns for the same numbers (same seeking and timestamp
+    checks). A file without an alpha channel is a MediaError naming it.
+    """
+    _check_range(info, first, last)
+    if not info.has_alpha:
+        raise MediaError(
+            f"has no alpha channel (pixel format {info.pix_fmt}); an alpha matte needs e.g. "
+            f"ProRes 4444 with alpha, PNG or QuickTime Animation in RGBA",
+            path=info.path,
+        )
+    return _stream(info, int(first), int(last), kind="alpha")
 
 
 def _check_range(info: MediaInfo, first: int, last: int) -> None:
@@ -130,27 +154,43 @@ def _timing(info: MediaInfo, first: int, last: int) -> tuple[list[_Plan], _Expec
     return plans, expected
 
 
-def _command(info: MediaInfo, plan: _Plan, count: int, checked: bool) -> list[str]:
+def _command(info: MediaInfo, plan: _Plan, count: int, checked: bool, kind: str = "rgb") -> list[str]:
+    """The ffmpeg command of one read: `kind` "rgb" (rgb24 / rgb48le) or "alpha" (gray16le)."""
     input_args = {} if plan.seek is None else {"ss": f"{plan.seek:.6f}"}
     video = ffmpeg.input(f"file:{info.path}", **input_args)["V:0"]
     if plan.trim is not None:
         video = video.filter("trim", start=f"{plan.trim:.6f}")
     if checked:
         video = video.filter("showinfo", checksum=0)
-    deep = info.bit_depth > 8
-    if is_yuv(info.pix_fmt):
-        video = video.filter(
-            "zscale",
-            matrixin=_matrix_tag(info),
-            rangein="input",  # limited unless the stream says full (yuvj, tagged pc)
-            range="full",
-            filter="bicubic",  # chroma upsampling
-            dither="none",  # plain rounding: the same frame always decodes the same
-        ).filter("format", "gbrp16le" if deep else "gbrp")
+    if kind == "alpha":
+        # The alpha plane as it is stored (always full range, never matrixed), widened to 16
+        # bits by bit replication, so 10- and 12-bit white is 65535.
+        if not info.pix_fmt.startswith("yuva"):
+            # alphaextract takes planar RGBA (and yuva) but not every packed / big-endian
+            # layout (rgba64be from PNG): reorder first, values untouched.
+            video = video.filter("format", "gbrap16le" if info.bit_depth > 8 else "gbrap")
+        video = video.filter("alphaextract").filter("format", "gray16le")
+        pix_fmt = "gray16le"
+    else:
+        deep = info.bit_depth > 8
+        if info.has_alpha and info.pix_fmt.startswith("yuva"):
+            # Drop the alpha plane first: zscale would premultiply the colour by it, and the
+            # colour of a straight-alpha file (ProRes 4444) is the subject's own, alpha aside.
+            video = video.filter("format", "yuv" + info.pix_fmt[len("yuva"):])
+        if is_yuv(info.pix_fmt):
+            video = video.filter(
+                "zscale",
+                matrixin=_matrix_tag(info),
+                rangein="input",  # limited unless the stream says full (yuvj, tagged pc)
+                range="full",
+                filter="bicubic",  # chroma upsampling
+                dither="none",  # plain rounding: the same frame always decodes the same
+            ).filter("format", "gbrp16le" if deep else "gbrp")
+        pix_fmt = "rgb48le" if deep else "rgb24"
     out = video.output(
         "pipe:",
         format="rawvideo",
-        pix_fmt="rgb48le" if deep else "rgb24",
+        pix_fmt=pix_fmt,
         fps_mode="passthrough",  # never duplicate or drop a frame to fit a constant rate
         **{"frames:v": count},
     )
@@ -169,14 +209,17 @@ def _matrix_tag(info: MediaInfo) -> str:
         ) from None
 
 
-def _stream(info: MediaInfo, first: int, last: int) -> Iterator[np.ndarray]:
+def _stream(info: MediaInfo, first: int, last: int, kind: str = "rgb") -> Iterator[np.ndarray]:
     count = last - first + 1
-    dtype = np.dtype(np.uint8 if info.bit_depth <= 8 else np.uint16)
-    shape = (info.height, info.width, 3)
+    if kind == "alpha":
+        dtype, shape = np.dtype(np.uint16), (info.height, info.width)
+    else:
+        dtype = np.dtype(np.uint8 if info.bit_depth <= 8 else np.uint16)
+        shape = (info.height, info.width, 3)
     plans, expected = _timing(info, first, last)
     for attempt, plan in enumerate(plans):
         retry = attempt + 1 < len(plans)
-        with _Ffmpeg(info, _command(info, plan, count, expected is not None)) as process:
+        with _Ffmpeg(info, _command(info, plan, count, expected is not None, kind)) as process:
             for offset in range(count):
                 frame = np.empty(shape, dtype)
                 if not process.read_into(frame):
@@ -199,7 +242,7 @@ def _stream(info: MediaInfo, first: int, last: int) -> Iterator[np.ndarray]:
                             f"frames?)",
                             first + offset,
                         )
-                yield frame
+                yield frame if kind != "alpha" else frame.astype(np.float32) * _ALPHA_SCALE
             else:
                 process.finish(f"frames {first}..{last}", first)
                 return

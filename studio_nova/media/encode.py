@@ -47,13 +47,20 @@ class _Codec:
     yuv_pix_fmt: str | None  # None: stored as RGB (planar gbr), no matrix involved
     even_size: bool = False  # padded to even width and height (4:2:0)
     even_width: bool = False  # 4:2:2 cannot hold an odd width: refused, not resampled
+    alpha_pix_fmt: str | None = None  # what it stores with alpha=True; None: no alpha support
+
+    def with_alpha(self) -> _Codec:
+        """The same codec storing RGBA: its alpha format takes the place of the RGB one."""
+        stored = self.alpha_pix_fmt
+        return _Codec(self.encoder, stored if stored and is_yuv(stored) else None, self.even_size,
+                      self.even_width, stored)
 
 
 CODECS: dict[str, _Codec] = {
     "prores_hq": _Codec("prores_ks", "yuv422p10le", even_width=True),
-    "prores_4444": _Codec("prores_ks", "yuv444p10le"),
+    "prores_4444": _Codec("prores_ks", "yuv444p10le", alpha_pix_fmt="yuva444p10le"),
     "h264": _Codec("libx264", "yuv420p", even_size=True),
-    "ffv1": _Codec("ffv1", None),
+    "ffv1": _Codec("ffv1", None, alpha_pix_fmt="gbrap"),
 }
 
 
@@ -67,6 +74,10 @@ class VideoWriter:
     than the default rate control at the same quality); `prores_4444` is its 4:4:4 sibling;
     `h264` is a libx264 yuv420p review file (odd sizes padded to even); `ffv1` stores the
     RGB frames losslessly (planar RGB, 8 or 16 bit) for tests and intermediates.
+
+    With `alpha=True` frames are H×W×4 RGBA (rgba / rgba64le) with *straight* alpha, and the
+    file keeps the alpha channel: `prores_4444` stores yuva444p10le (ProRes 4444 with a 16-bit
+    coded alpha plane, as cameras and compositing apps write it), `ffv1` planar RGBA losslessly.
     """
 
     def __init__(
@@ -82,6 +93,7 @@ class VideoWriter:
         timecode: str | None = None,
         prores_qscale: int = 4,
         crf: int = 20,
+        alpha: bool = False,
     ) -> None:
         self.path = Path(path).absolute()
         _check_target(self.path)
@@ -92,6 +104,14 @@ class VideoWriter:
         for name, value in (("width", width), ("height", height)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise EncodeError(f"{name} must be a positive int, got {value!r}", path=self.path)
+        if not isinstance(alpha, bool):
+            raise EncodeError(f"alpha must be True or False, got {alpha!r}", path=self.path)
+        if alpha and CODECS[codec].alpha_pix_fmt is None:
+            with_alpha = ", ".join(sorted(k for k, v in CODECS.items() if v.alpha_pix_fmt))
+            raise EncodeError(
+                f"codec={codec!r} cannot store an alpha channel (use one of {with_alpha})",
+                path=self.path,
+            )
         if CODECS[codec].even_width and width % 2:
             raise EncodeError(
                 f"codec={codec!r} stores 4:2:2 chroma and needs an even width, got {width} "
@@ -132,6 +152,7 @@ class VideoWriter:
         self.timecode = timecode
         self.prores_qscale = prores_qscale
         self.crf = crf
+        self.alpha = alpha
         self.frames_written = 0
         self._temp = _temp_name(self.path)
         self._job: _Job | None = None
@@ -155,7 +176,7 @@ class VideoWriter:
         """Append one frame; its shape and dtype must match the writer's."""
         if self._done:
             raise EncodeError("write() after close() or abort()", path=self.path)
-        expected = (self.height, self.width, 3)
+        expected = (self.height, self.width, 4 if self.alpha else 3)
         is_array = isinstance(frame, np.ndarray)
         if not is_array or frame.shape != expected or frame.dtype != self.dtype:
             got = (
@@ -164,7 +185,8 @@ class VideoWriter:
                 else type(frame).__name__
             )
             raise EncodeError(
-                f"frame must be a {expected} {self.dtype} RGB array, got {got}",
+                f"frame must be a {expected} {self.dtype} {'RGBA' if self.alpha else 'RGB'} "
+                f"array, got {got}",
                 path=self.path,
                 frame=self.frames_written,
             )
@@ -201,15 +223,23 @@ class VideoWriter:
 
     def _command(self) -> list[str]:
         spec = CODECS[self.codec]
+        deep = self.dtype != np.uint8
+        if self.alpha:
+            spec = spec.with_alpha()
+            pix_fmt = "rgba64le" if deep else "rgba"
+        else:
+            pix_fmt = "rgb48le" if deep else "rgb24"
         source = ffmpeg.input(
             "pipe:",
             format="rawvideo",
-            pix_fmt="rgb24" if self.dtype == np.uint8 else "rgb48le",
+            pix_fmt=pix_fmt,
             s=f"{self.width}x{self.height}",
             framerate=_rate_text(self.rate),
         )
-        video = _to_storage(source, spec, self.color_matrix, self.dtype)
-        options = _codec_options(self.codec, self.prores_qscale, self.crf, self.dtype)
+        video = _to_storage(source, spec, self.color_matrix, self.dtype, alpha=self.alpha)
+        options = _codec_options(
+            self.codec, self.prores_qscale, self.crf, self.dtype, alpha=self.alpha
+        )
         if self.timecode is not None:
             options["timecode"] = self.timecode
         return _compile(video.output(f"file:{self._temp}", **options))
@@ -296,7 +326,11 @@ def make_proxy(
 
 
 def _to_storage(
-    source: ffmpeg.nodes.FilterableStream, spec: _Codec, matrix: str, dtype: np.dtype
+    source: ffmpeg.nodes.FilterableStream,
+    spec: _Codec,
+    matrix: str,
+    dtype: np.dtype,
+    alpha: bool = False,
 ) -> ffmpeg.nodes.FilterableStream:
     """Filter chain RGB → what the codec stores, with colour tags.
 
@@ -305,10 +339,13 @@ def _to_storage(
     and site chroma differently from what it reads back).
     """
     if spec.yuv_pix_fmt is None:
-        planar = "gbrp" if dtype == np.uint8 else "gbrp16le"
+        planar = ("gbrap" if alpha else "gbrp") + ("" if dtype == np.uint8 else "16le")
         return source.filter("format", planar).filter("setparams", range="pc", colorspace="gbr")
     if spec.even_size:
         source = _pad_even(source)
+    # With alpha, zimg keeps the alpha plane exact (full range) and the colour straight; only
+    # where alpha is exactly 0 it stores black, which no compositing can see. (Going round
+    # zscale with alphamerge costs 4 levels of alpha: it merges at 8 bits.)
     video = source.filter("zscale", matrix=MATRIX_TAGS[matrix], **_ZSCALE_TO_YUV)
     return _finish_yuv(video, spec, matrix)
 
@@ -336,18 +373,22 @@ def _finish_yuv(
     return video.filter("setparams", **tags)
 
 
-def _codec_options(codec: str, qscale: int, crf: int, dtype: np.dtype) -> dict[str, object]:
-    spec = CODECS[codec]
+def _codec_options(
+    codec: str, qscale: int, crf: int, dtype: np.dtype, alpha: bool = False
+) -> dict[str, object]:
+    spec = CODECS[codec].with_alpha() if alpha else CODECS[codec]
     options: dict[str, object] = {"vcodec": spec.encoder, "fps_mode": "passthrough"}
     if codec == "prores_hq":
         options.update({"profile:v": 3, "qscale:v": qscale, "vendor": "apl0"})
     elif codec == "prores_4444":
-        options.update({"profile:v": 4, "qscale:v": qscale, "vendor": "apl0", "alpha_bits": 0})
+        bits = 16 if alpha else 0
+        options.update({"profile:v": 4, "qscale:v": qscale, "vendor": "apl0", "alpha_bits": bits})
     elif codec == "h264":
         options.update({"crf": crf, "preset": "veryfast", "movflags": "+faststart"})
     elif codec == "ffv1":
         options.update({"level": 3, "slicecrc": 1, "g": 1})
-    options["pix_fmt"] = spec.yuv_pix_fmt or ("gbrp" if dtype == np.uint8 else "gbrp16le")
+    planar = ("gbrap" if alpha else "gbrp") + ("" if dtype == np.uint8 else "16le")
+    options["pix_fmt"] = spec.yuv_pix_fmt or planar
     return options
 
 

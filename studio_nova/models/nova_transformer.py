@@ -19,11 +19,14 @@ chunk and every step and both guidance passes reuse them (`NovaDenseCache`). Pas
 for comparison.
 
 Only the cross-attentions (`nova_blocks`) are trainable, and `save_pretrained` writes only them,
-as safetensors; the base always comes from its own folder.
+as safetensors; the base always comes from its own folder. For training
+(`studio_nova.training`), `enable_gradient_checkpointing()` recomputes every main block with its
+hint and cross-attention in the backward instead of keeping its activations.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -176,7 +179,7 @@ class NovaTransformer3DModel(ModelMixin, ConfigMixin):
     """
 
     ignore_for_config = ["vace"]
-    _supports_gradient_checkpointing = False
+    _supports_gradient_checkpointing = True
 
     @register_to_config
     def __init__(
@@ -198,6 +201,7 @@ class NovaTransformer3DModel(ModelMixin, ConfigMixin):
             vace = WanVACETransformer3DModel.from_config(base_config)
         self.vace = vace
         self.vace.requires_grad_(False)
+        self.gradient_checkpointing = False  # `enable_gradient_checkpointing()` turns it on (training)
         cfg = vace.config
         dim = cfg.num_attention_heads * cfg.attention_head_dim
         param = next(vace.parameters())
@@ -309,15 +313,11 @@ class NovaTransformer3DModel(ModelMixin, ConfigMixin):
         """The dense branch's DiT blocks: the frozen base blocks themselves (see module doc)."""
         return self.vace.blocks
 
-    def encode_dense(
-        self, source_latents: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None
-    ) -> NovaDenseCache:
-        """Run the dense branch on clean source latents (B, C, T, H, W) and project every
-        layer's features to the adapter's key/value.
-
-        The branch itself is frozen and runs without autograd; the key/value projections are
-        adapter weights and keep their graph when gradients are on (training).
-        """
+    def _dense_features(
+        self, source_latents: torch.Tensor, encoder_hidden_states: torch.Tensor | None
+    ) -> tuple[list[torch.Tensor], tuple[torch.Tensor, torch.Tensor], tuple[int, int, int]]:
+        """Every layer's dense-branch features of clean source latents (B, C, T, H, W), the
+        RoPE of their grid, and the grid. The branch is frozen and runs without autograd."""
         vace = self.vace
         cfg = vace.config
         p_t, p_h, p_w = cfg.patch_size
@@ -325,8 +325,6 @@ class NovaTransformer3DModel(ModelMixin, ConfigMixin):
         grid = (t // p_t, h // p_h, w // p_w)
         rotary_emb = vace.rope(source_latents)
         batch = source_latents.shape[0]
-        keys: list[torch.Tensor] = []
-        values: list[torch.Tensor] = []
         with torch.no_grad():
             x = vace.patch_embedding(source_latents).flatten(2).transpose(1, 2)
             if encoder_hidden_states is None:
@@ -338,11 +336,55 @@ class NovaTransformer3DModel(ModelMixin, ConfigMixin):
             for block in vace.blocks:
                 x = block(x, context, timestep_proj, rotary_emb)
                 features.append(x)
+        return features, rotary_emb, grid
+
+    def encode_dense(
+        self, source_latents: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None
+    ) -> NovaDenseCache:
+        """Run the dense branch on clean source latents (B, C, T, H, W) and project every
+        layer's features to the adapter's key/value.
+
+        The branch itself is frozen and runs without autograd; the key/value projections are
+        adapter weights and keep their graph when gradients are on (training).
+        """
+        features, rotary_emb, grid = self._dense_features(source_latents, encoder_hidden_states)
+        keys: list[torch.Tensor] = []
+        values: list[torch.Tensor] = []
         for block, feature in zip(self.nova_blocks, features):
             k, v = block.project_kv(feature, rotary_emb)
             keys.append(k)
             values.append(v)
         return NovaDenseCache(keys, values, grid)
+
+    def _main_layer(
+        self,
+        index: int,
+        frames: int,
+        window: int,
+        x: torch.Tensor,
+        context: torch.Tensor,
+        timestep_proj: torch.Tensor,
+        rotary_emb: tuple[torch.Tensor, torch.Tensor],
+        hint: torch.Tensor | None,
+        hint_scale: torch.Tensor | None,
+        key: torch.Tensor | None,
+        value: torch.Tensor | None,
+        feature: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Main block `index`, then its sparse hint and its dense cross-attention: the unit that
+        gradient checkpointing recomputes. Dense input is either the cached key/value or the
+        layer's dense feature (projected here, so a checkpoint keeps no key/value alive)."""
+        x = self.vace.blocks[index](x, context, timestep_proj, rotary_emb)
+        if feature is not None:
+            key, value = self.nova_blocks[index].project_kv(feature, rotary_emb)
+        dense = None
+        if key is not None and value is not None:
+            dense = self.nova_blocks[index](x, key, value, rotary_emb, frames, window)
+        if hint is not None:
+            x = x + hint * hint_scale
+        if dense is not None:
+            x = x + dense
+        return x
 
     def forward(
         self,
@@ -360,6 +402,12 @@ class NovaTransformer3DModel(ModelMixin, ConfigMixin):
 
         Give either `dense_cache` (from `encode_dense`, reused across steps) or `source_latents`
         (recomputed here). With neither, the output is the plain VACE output.
+
+        With gradient checkpointing on (`enable_gradient_checkpointing()`) and autograd
+        recording, every main block with its hint and cross-attention, and every VACE block,
+        is recomputed in the backward instead of keeping its activations; with
+        `source_latents`, the dense branch then keeps only its per-layer features (no autograd)
+        and each layer projects its key/value inside its checkpoint. Same numbers either way.
         """
         if dense_cache is not None and source_latents is not None:
             raise ValueError("pass either dense_cache or source_latents, not both")
@@ -368,13 +416,18 @@ class NovaTransformer3DModel(ModelMixin, ConfigMixin):
         batch, _, frames, height, width = hidden_states.shape
         p_t, p_h, p_w = cfg.patch_size
         grid = (frames // p_t, height // p_h, width // p_w)
+        checkpointing = self.gradient_checkpointing and torch.is_grad_enabled()
+        features: list[torch.Tensor] | None = None
         if source_latents is not None:
             if source_latents.shape[2:] != hidden_states.shape[2:]:
                 raise ValueError(
                     f"source_latents {tuple(source_latents.shape)} must lie on the grid of "
                     f"hidden_states {tuple(hidden_states.shape)}"
                 )
-            dense_cache = self.encode_dense(source_latents, dense_encoder_hidden_states)
+            if checkpointing:
+                features = self._dense_features(source_latents, dense_encoder_hidden_states)[0]
+            else:
+                dense_cache = self.encode_dense(source_latents, dense_encoder_hidden_states)
         if dense_cache is not None and tuple(dense_cache.grid) != grid:
             raise ValueError(f"dense_cache is for latent grid {dense_cache.grid}, hidden_states are {grid}")
 
@@ -399,24 +452,25 @@ class NovaTransformer3DModel(ModelMixin, ConfigMixin):
         # 3. Sparse branch: VACE hints
         hints = []
         for i, block in enumerate(vace.vace_blocks):
-            hint, control = block(x, context, control, timestep_proj, rotary_emb)
+            if checkpointing:
+                hint, control = self._gradient_checkpointing_func(block, x, context, control, timestep_proj, rotary_emb)
+            else:
+                hint, control = block(x, context, control, timestep_proj, rotary_emb)
             hints.append((hint, scales[i]))
         hints.reverse()
 
         # 4. Main blocks, each followed by the sparse hint and the dense cross-attention
         window = int(self.config.window)
-        for i, block in enumerate(vace.blocks):
-            x = block(x, context, timestep_proj, rotary_emb)
-            dense = None
+        for i in range(len(vace.blocks)):
+            hint, hint_scale = hints.pop() if i in cfg.vace_layers else (None, None)
+            key = value = feature = None
             if dense_cache is not None:
-                dense = self.nova_blocks[i](
-                    x, dense_cache.keys[i], dense_cache.values[i], rotary_emb, grid[0], window
-                )
-            if i in cfg.vace_layers:
-                hint, scale = hints.pop()
-                x = x + hint * scale
-            if dense is not None:
-                x = x + dense
+                key, value = dense_cache.keys[i], dense_cache.values[i]
+            elif features is not None:
+                feature = features[i]
+            layer = functools.partial(self._main_layer, i, grid[0], window)
+            args = (x, context, timestep_proj, rotary_emb, hint, hint_scale, key, value, feature)
+            x = self._gradient_checkpointing_func(layer, *args) if checkpointing else layer(*args)
 
         # 5. Output norm, projection and unpatchify
         shift, scale = (vace.scale_shift_table + temb.unsqueeze(1)).chunk(2, dim=1)

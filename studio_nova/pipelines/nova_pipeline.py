@@ -347,6 +347,7 @@ class NovaPipeline(DiffusionPipeline):
         output_type: str = "np",
         return_source_reconstruction: bool = False,
         return_dict: bool = True,
+        control: np.ndarray | None = None,
     ) -> NovaPipelineOutput | tuple:
         """Edit one chunk.
 
@@ -356,6 +357,9 @@ class NovaPipeline(DiffusionPipeline):
         must continue what was already committed. `recompute_dense`: run the dense branch at
         every step instead of once (same result; for comparison). `return_source_reconstruction`:
         also decode the source latents (one more VAE decode, batched with the output's).
+        `control`: (F, H, W, 3) what the sparse branch reads for the frames that are not known,
+        instead of the interpolated keyframes (a background replacement's per-frame composite:
+        the subject of each source frame over the plate's frame for that moment).
         """
         keyframes = dict(keyframes or {})
         anchors = dict(anchors or {})
@@ -392,6 +396,10 @@ class NovaPipeline(DiffusionPipeline):
         known = {**{int(k): np.asarray(v, np.float32) for k, v in keyframes.items()},
                  **{int(k): np.asarray(v, np.float32) for k, v in anchors.items()}}
         guide, is_known = interpolate_known(known, frames)
+        if control is not None:
+            if np.shape(control) != guide.shape:
+                raise ValueError(f"`control` must be {guide.shape} like the video, got {np.shape(control)}")
+            guide = np.where(is_known[:, None, None, None], guide, np.asarray(control, np.float32))
         source_float, control, inactive = self.prepare_conditions(video, guide, is_known, use_keyframe_cfg)
         source_latents = source_float.to(dtype)
         if use_keyframe_cfg:  # rows: (text, keyframes), (no text, keyframes), (no text, none)

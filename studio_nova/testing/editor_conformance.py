@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from studio_nova.editing import EditContext, EditResult, Keyframe
+from studio_nova.editing import EditContext, EditResult, Keyframe, ShotSource
 from studio_nova.errors import StudioNovaError
 from studio_nova.frames import to_float
 
@@ -86,13 +86,16 @@ def run_editor_conformance(
     expect_change: bool = True,
     check_reference: bool = True,
     shot: str = "conformance",
+    source: ShotSource | None = None,
 ) -> ConformanceReport:
     """Check that the editors `editor_factory()` makes follow the editor contract.
 
     `params`/`instruction` must make a real edit of the keyframes (`expect_change`: something
     changes, also inside the region); `bad_params` are param sets the editor must refuse with a
     StudioNovaError. The factory is called again for the determinism check, so a fresh instance
-    (a new process, in effect) must give the same keyframes for the same seed.
+    (a new process, in effect) must give the same keyframes for the same seed. `source`: the
+    shot's media, for editors that read more than the keyframes (`background`); the keyframes
+    must then be that media's frames.
     """
     keyframes = list(keyframes) if keyframes is not None else conformance_keyframes()
     if not keyframes:
@@ -109,7 +112,7 @@ def run_editor_conformance(
     _require(callable(getattr(editor, "edit", None)), "the editor has an `edit(context)` method", report)
 
     def context(**changes: Any) -> EditContext:
-        base = dict(shot=shot, keyframes=keyframes, instruction=instruction, params=params, seed=seed)
+        base = dict(shot=shot, keyframes=keyframes, instruction=instruction, params=params, seed=seed, source=source)
         base.update(changes)
         return EditContext(**base)
 

@@ -1,0 +1,79 @@
+"""The `background` editor: keyframes of a background replacement, for review.
+
+Each keyframe is the source frame's subject composited over the new background's frame for the
+same moment (edge unmixing, spill suppression, light wrap: `studio_nova.compositing`), exactly as
+the render will make every other frame, so what a reviewer approves is what the shot becomes.
+Its params are those of the edit request (`studio_nova.background_replace`): the pipeline fills
+them from a clip's ``"kind": "background"`` request. The edit mask of a keyframe is how much of
+each pixel is not the source's (≈ 1 − matte).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from studio_nova.background_replace import BackgroundReplacement, BackgroundRequest
+from studio_nova.editing import EditContext, EditedKeyframe, EditResult
+from studio_nova.errors import KeyframeError, PluginError
+from studio_nova.media.decode import read_frame
+from studio_nova.media.probe import probe
+
+
+class BackgroundEditor:
+    """Background replacement: the subject over a new, moving background, fused along a matte."""
+
+    name = "background"
+
+    def edit(self, context: EditContext) -> EditResult:
+        if context.source is None:
+            raise PluginError(
+                "the background editor needs the shot's media (EditContext.source); the pipeline "
+                "sets it, a direct caller must too", shot=context.shot,
+            )
+        request = BackgroundRequest.from_params(context.params)
+        region = None
+        if context.region is not None:
+            region = np.clip(np.asarray(context.region, np.float32), 0.0, 1.0)
+            size = np.shape(context.keyframes[0].image)[:2] if context.keyframes else region.shape
+            if region.shape != tuple(size):
+                raise KeyframeError(f"the region is {region.shape}, the keyframes {tuple(size)}", shot=context.shot)
+        media = probe(Path(context.source.media))
+        replacement = BackgroundReplacement(
+            request,
+            shot=context.shot,
+            media=media,
+            first_frame=context.source.first_frame,
+            last_frame=context.source.last_frame,
+            seed=context.seed,
+            instruction=context.instruction,
+            cache_dir=context.source.work_dir,
+        )
+        edited = []
+        for keyframe in context.keyframes:
+            frame = read_frame(media, keyframe.source_frame)
+            fused = replacement.fuse(frame[None], keyframe.source_frame)
+            image, mask = fused.images[0], fused.changed[0]
+            if region is not None:  # confine the replacement: outside the region, the original
+                original = np.asarray(keyframe.image, np.float32)
+                image = np.where((region > 0)[..., None], region[..., None] * image + (1 - region[..., None]) * original, original)
+                mask = np.where(region > 0, mask * region, 0.0)
+                differs = np.any(image != original, axis=-1)
+                mask = np.where(differs, np.maximum(mask, 1.0 / 255.0), mask)
+            edited.append(EditedKeyframe(keyframe.source_frame, image.astype(np.float32), mask.astype(np.float32)))
+        params = request.to_params()
+        info = {
+            "editor": self.name,
+            "kind": "background",
+            "seed": context.seed,
+            "model": _model_name(replacement.background_source),
+            "settings": {k: params[k] for k in ("matte", "background", "composite")},
+        }
+        return EditResult(keyframes=edited, info=info)
+
+
+def _model_name(source: object) -> str | None:
+    """The model a background source used (a generator's), as the editor contract records it."""
+    model = getattr(source, "model", None)
+    return None if model is None else str(model)

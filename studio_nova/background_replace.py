@@ -1,0 +1,264 @@
+"""Background replacement: the edit kind ``background`` (DESIGN section 1, Sparkle's decoupled
+guidance).
+
+A request names where the new background comes from (a still, a plate video, a generator: the
+``studio_nova.backgrounds`` plugins) and where the foreground matte comes from (the source's alpha,
+a matte file, a chroma key, a segmentation model: the ``studio_nova.mattes`` plugins). Each frame is
+then made from two signals that never mix until the end: the subject from the source frame (its
+motion is the source's), the background from the background source's frame for the same moment
+(its motion is the plate's), fused along the matte by `studio_nova.compositing`.
+
+In an OTIO clip's metadata::
+
+    {"studio_nova": {"edit": {
+        "kind": "background",
+        "instruction": "harbour at dusk behind the presenter",      # optional
+        "background": {"source": "plate", "params": {"video": "plates/harbour.mov", "loop": "pingpong"}},
+        "matte": {"source": "chroma", "params": {"screen": "green"}},  # optional, chroma by default
+        "composite": {"light_wrap": 0.2}                               # optional CompositeOptions
+    }}}
+
+Relative paths in params (keys in `PATH_PARAMS`) resolve against the timeline file's folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from studio_nova.backgrounds import BackgroundContext, check_background
+from studio_nova.compositing import CLEAR, OPAQUE, CompositeOptions, composite, edge_band, fill_from
+from studio_nova.errors import EditRequestError
+from studio_nova.frames import to_float
+from studio_nova.mattes import Matte, MatteContext, check_matte
+from studio_nova.media.info import MediaInfo
+from studio_nova.plugins import BACKGROUNDS, MATTES, load_plugin
+from studio_nova.propagation import CompositeGuide
+
+DEFAULT_INSTRUCTION = "replace the background"
+PATH_PARAMS = ("image", "video", "path", "model_dir", "t2i_dir", "i2v_dir")
+_REQUEST_KEYS = {"kind", "instruction", "editor", "seed", "background", "matte", "composite"}
+_EXAMPLE = '{"source": "plate", "params": {"video": "plates/harbour.mov"}}'
+
+
+def _source_entry(value: Any, what: str, default: str | None, base_dir: Path | None) -> tuple[str, dict[str, Any]]:
+    if value is None and default is not None:
+        return default, {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{what} must be a dict like {_EXAMPLE}, got {value!r}")
+    unknown = sorted(set(value) - {"source", "params"})
+    if unknown:
+        raise ValueError(f"unknown keys {unknown} in {what}; it takes source and params, e.g. {_EXAMPLE}")
+    source = value.get("source", default)
+    if not isinstance(source, str) or not source:
+        raise ValueError(f"{what}.source must name a plugin, e.g. {_EXAMPLE}, got {source!r}")
+    params = value.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise ValueError(f"{what}.params must be a dict, got {params!r}")
+    return source, {k: _resolve(v, base_dir) if k in PATH_PARAMS else v for k, v in params.items()}
+
+
+def _resolve(value: Any, base_dir: Path | None) -> Any:
+    if not isinstance(value, str) or base_dir is None or "://" in value:
+        return value
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (base_dir / path).resolve())
+
+
+@dataclass(frozen=True)
+class BackgroundRequest:
+    """A parsed, validated background replacement request."""
+
+    background: str
+    background_params: dict[str, Any]
+    matte: str
+    matte_params: dict[str, Any]
+    options: CompositeOptions
+    base_dir: str | None = None
+
+    @classmethod
+    def parse(cls, edit: Mapping[str, Any], base_dir: Path | None = None) -> "BackgroundRequest":
+        """From the clip's ``studio_nova.edit`` dict; ValueError says what is wrong and how to say it."""
+        unknown = sorted(set(edit) - _REQUEST_KEYS)
+        if unknown:
+            raise ValueError(f"unknown keys {unknown} in a background replacement; allowed: {sorted(_REQUEST_KEYS)}")
+        if "background" not in edit:
+            raise ValueError(f"a background replacement needs background, e.g. {_EXAMPLE}")
+        background, bg_params = _source_entry(edit["background"], "background", None, base_dir)
+        matte, matte_params = _source_entry(edit.get("matte"), "matte", "chroma", base_dir)
+        options = _options(edit.get("composite") or {})
+        return cls(background, bg_params, matte, matte_params, options, str(base_dir) if base_dir else None)
+
+    def to_params(self) -> dict[str, Any]:
+        """The `background` editor's params (what the store records for the shot)."""
+        return {
+            "background": {"source": self.background, "params": self.background_params},
+            "matte": {"source": self.matte, "params": self.matte_params},
+            "composite": {k: v for k, v in asdict(self.options).items()},
+            "base_dir": self.base_dir,
+        }
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "BackgroundRequest":
+        try:
+            base = params.get("base_dir")
+            return cls.parse(
+                {k: params[k] for k in ("background", "matte", "composite") if k in params},
+                Path(base) if base else None,
+            )
+        except ValueError as exc:
+            raise EditRequestError(f"background replacement: {exc}") from None
+
+
+def _options(value: Any) -> CompositeOptions:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"composite must be a dict of options, got {value!r}")
+    known = {f.name for f in fields(CompositeOptions)}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise ValueError(f"unknown composite options {unknown}; known: {sorted(known)}")
+    try:
+        return CompositeOptions(**dict(value))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"composite: {exc}") from None
+
+
+@dataclass
+class Fused:
+    """Frames fused from the source's subject and the new background."""
+
+    images: np.ndarray  # (N, H, W, 3) float32
+    alpha: np.ndarray  # (N, H, W) float32: the matte as used
+    changed: np.ndarray  # (N, H, W) float32: how much of each pixel is not the source's
+    background: np.ndarray  # (N, H, W, 3) float32: the new background alone
+
+    def guide(self) -> CompositeGuide:
+        return CompositeGuide(frames=self.images, alpha=self.alpha, changed=self.changed, background=self.background)
+
+
+class BackgroundReplacement:
+    """One shot's matte source and background source, and how to fuse them."""
+
+    def __init__(
+        self,
+        request: BackgroundRequest,
+        *,
+        shot: str,
+        media: MediaInfo,
+        first_frame: int,
+        last_frame: int,
+        seed: int = 0,
+        instruction: str = "",
+        cache_dir: Path | None = None,
+    ) -> None:
+        self.request = request
+        self.shot, self.media = shot, media
+        self.first_frame, self.last_frame = first_frame, last_frame
+        base = Path(request.base_dir) if request.base_dir else None
+        self.base_dir = base
+        self.matte_source = load_plugin(MATTES, request.matte, **request.matte_params)
+        self.background_source = load_plugin(BACKGROUNDS, request.background, **request.background_params)
+        self.context = BackgroundContext(
+            shot=shot,
+            width=media.width,
+            height=media.height,
+            rate=media.rate,
+            frame_count=last_frame - first_frame + 1,
+            seed=seed,
+            base_dir=base,
+            instruction=instruction,
+            cache_dir=cache_dir,
+        )
+
+    def mattes(self, frames: np.ndarray, first: int) -> Matte:
+        context = MatteContext(shot=self.shot, media=self.media, first_frame=first, frames=frames, base_dir=self.base_dir)
+        return check_matte(self.matte_source.mattes(context), context, self.request.matte)
+
+    def backgrounds(self, first: int, count: int) -> np.ndarray:
+        offsets = list(range(first - self.first_frame, first - self.first_frame + count))
+        frames = self.background_source.frames(self.context, offsets)
+        return check_background(frames, self.context, offsets, self.request.background)
+
+    def fuse(self, frames: np.ndarray, first: int) -> Fused:
+        """Fuse consecutive source frames `first`.. (uint8 | uint16, as decoded)."""
+        if first < self.first_frame or first + len(frames) - 1 > self.last_frame:
+            raise EditRequestError(
+                f"frames {first}..{first + len(frames) - 1} are outside the shot "
+                f"({self.first_frame}..{self.last_frame})", shot=self.shot, frame=first,
+            )
+        matte = self.mattes(frames, first)
+        background = self.backgrounds(first, len(frames))
+        images, alphas, changed = [], [], []
+        for t, frame in enumerate(frames):
+            fused = composite(
+                to_float(frame),
+                matte.alpha[t],
+                background[t],
+                behind=None if matte.background is None else matte.background[t],
+                foreground=None if matte.foreground is None else matte.foreground[t],
+                options=self.request.options,
+            )
+            images.append(fused.image)
+            alphas.append(fused.alpha)
+            changed.append(fused.changed)
+        return Fused(np.stack(images), np.stack(alphas), np.stack(changed), background)
+
+
+# -------------------------------------------------------------------------------------- QC
+
+
+def background_qc(
+    source: np.ndarray, output: np.ndarray, alpha: np.ndarray, background: np.ndarray, edge_px: int = 6
+) -> dict[str, float | None]:
+    """QC figures of a background replacement over consecutive frames (float32 in [0, 1]).
+
+    - `fg_fidelity_db`: PSNR of the output against the source deep inside the matte (opaque and
+      more than `edge_px` from its edge): the subject must be the source there.
+    - `bg_motion` / `plate_motion`: mean absolute change between consecutive frames, in 8-bit
+      levels, of the output's clear background and of the new background itself; their ratio
+      `bg_motion_ratio` is ≈ 1 when the output's background moves as the plate does, ≈ 0 when the
+      result froze it.
+    - `edge_bleed`: in the band of semi-transparent matte, how far (8-bit levels) the output
+      leans towards the old background's colour beyond the mix of subject and new background
+      that the matte calls for; `edge_halo`: the same distance in any direction.
+    """
+    n = len(source)
+    deep = np.stack([(alpha[t] >= OPAQUE) & (edge_band(alpha[t], edge_px) <= 0) for t in range(n)])
+    fidelity = None
+    if deep.any():
+        err = float(np.mean((output[deep] - source[deep]) ** 2))
+        fidelity = 100.0 if err == 0 else min(100.0, 10.0 * np.log10(1.0 / err))
+    bg_motion = plate_motion = None
+    if n > 1:
+        clear = (alpha[1:] <= CLEAR) & (alpha[:-1] <= CLEAR)
+        if clear.any():
+            bg_motion = float(np.abs(output[1:] - output[:-1])[clear].mean() * 255.0)
+            plate_motion = float(np.abs(background[1:] - background[:-1])[clear].mean() * 255.0)
+    bleed, halo, count = 0.0, 0.0, 0
+    for t in range(n):
+        a = alpha[t]
+        band = (a > 0.05) & (a < 0.95)
+        if not band.any():
+            continue
+        behind = fill_from(source[t], (a <= 0.02).astype(np.float32))
+        subject = fill_from(source[t], ((a >= OPAQUE) & (edge_band(a, 2) <= 0)).astype(np.float32))
+        expected = a[..., None] * subject + (1.0 - a[..., None]) * background[t]
+        off = (output[t] - expected)[band]
+        towards = behind[band] - expected[band]
+        unit = towards / np.maximum(np.linalg.norm(towards, axis=-1, keepdims=True), 1e-6)
+        bleed += float(np.maximum((off * unit).sum(axis=-1), 0.0).sum())
+        halo += float(np.linalg.norm(off, axis=-1).sum())
+        count += int(band.sum())
+    ratio = None if not plate_motion else (bg_motion or 0.0) / plate_motion
+    return {
+        "fg_fidelity_db": None if fidelity is None else round(float(fidelity), 3),
+        "bg_motion": None if bg_motion is None else round(bg_motion, 4),
+        "plate_motion": None if plate_motion is None else round(plate_motion, 4),
+        "bg_motion_ratio": None if ratio is None else round(ratio, 4),
+        "edge_bleed": round(bleed / count * 255.0, 4) if count else None,
+        "edge_halo": round(halo / count * 255.0, 4) if count else None,
+        "edge_pixels": count,
+    }
