@@ -39,6 +39,7 @@ from studio_nova.plugins import BACKGROUNDS, MATTES, load_plugin
 from studio_nova.propagation import CompositeGuide
 
 DEFAULT_INSTRUCTION = "replace the background"
+BATCH_FRAMES = 16  # frames the matte source keys at a time (plus its temporal context)
 PATH_PARAMS = ("image", "video", "path", "model_dir", "t2i_dir", "i2v_dir")
 _REQUEST_KEYS = {"kind", "instruction", "editor", "seed", "background", "matte", "composite"}
 _EXAMPLE = '{"source": "plate", "params": {"video": "plates/harbour.mov"}}'
@@ -182,29 +183,48 @@ class BackgroundReplacement:
         frames = self.background_source.frames(self.context, offsets)
         return check_background(frames, self.context, offsets, self.request.background)
 
-    def fuse(self, frames: np.ndarray, first: int) -> Fused:
-        """Fuse consecutive source frames `first`.. (uint8 | uint16, as decoded)."""
-        if first < self.first_frame or first + len(frames) - 1 > self.last_frame:
+    def fuse(self, frames: np.ndarray, first: int, batch: int = BATCH_FRAMES) -> Fused:
+        """Fuse consecutive source frames `first`.. (uint8 | uint16, as decoded).
+
+        The matte source sees `batch` frames at a time plus `context_frames` of the given frames
+        on either side (its temporal reach; a stateful tracker carries its mask over that
+        overlap), so memory grows with the batch, not the chunk: a whole 81-frame chunk of
+        mattes, clean plates and unmixed foregrounds at 1080p would take over 10 GB.
+        """
+        n = len(frames)
+        if first < self.first_frame or first + n - 1 > self.last_frame:
             raise EditRequestError(
-                f"frames {first}..{first + len(frames) - 1} are outside the shot "
+                f"frames {first}..{first + n - 1} are outside the shot "
                 f"({self.first_frame}..{self.last_frame})", shot=self.shot, frame=first,
             )
-        matte = self.mattes(frames, first)
-        background = self.backgrounds(first, len(frames))
-        images, alphas, changed = [], [], []
-        for t, frame in enumerate(frames):
-            fused = composite(
-                to_float(frame),
-                matte.alpha[t],
-                background[t],
-                behind=None if matte.background is None else matte.background[t],
-                foreground=None if matte.foreground is None else matte.foreground[t],
-                options=self.request.options,
-            )
-            images.append(fused.image)
-            alphas.append(fused.alpha)
-            changed.append(fused.changed)
-        return Fused(np.stack(images), np.stack(alphas), np.stack(changed), background)
+        h, w = frames.shape[1:3]
+        out = Fused(
+            images=np.empty((n, h, w, 3), np.float32), alpha=np.empty((n, h, w), np.float32),
+            changed=np.empty((n, h, w), np.float32), background=self.backgrounds(first, n),
+        )
+        context = max(0, int(getattr(self.matte_source, "context_frames", 2)))
+        for start in range(0, n, max(1, batch)):
+            stop = min(n, start + max(1, batch))
+            lo, hi = max(0, start - context), min(n, stop + context)
+            matte = self.mattes(frames[lo:hi], first + lo)
+            for t in range(start, stop):
+                k = t - lo
+                fused = composite(
+                    to_float(frames[t]),
+                    matte.alpha[k],
+                    out.background[t],
+                    behind=None if matte.background is None else matte.background[k],
+                    foreground=None if matte.foreground is None else matte.foreground[k],
+                    options=self.request.options,
+                )
+                out.images[t], out.alpha[t], out.changed[t] = fused.image, fused.alpha, fused.changed
+            del matte
+        return out
+
+    @property
+    def sequential(self) -> bool:
+        """Whether the matte source must see the shot's frames in order from its start (a tracker)."""
+        return bool(getattr(self.matte_source, "sequential", False))
 
 
 # -------------------------------------------------------------------------------------- QC

@@ -4,8 +4,9 @@ A background replacement (edit kind ``background``) keeps the subject of the sou
 and puts a new background behind it, fused along a matte. Matte sources are entry-point plugins in
 the group ``studio_nova.mattes`` (``alpha``, ``file``, ``chroma``, ``segmentation`` first-party).
 The class named by the entry point is instantiated with the request's ``matte.params`` as keyword
-arguments; ``mattes()`` is called once per chunk of consecutive source frames, in order, so a
-source may keep state between calls (a tracker) but must give the same answer on a rerun.
+arguments; ``mattes()`` is called for runs of consecutive source frames, in order, consecutive runs
+overlapping by the source's ``context_frames`` (see `MatteSource`), so a source may keep state
+between calls (a tracker) but must give the same answer on a rerun.
 
 A matte may also return its estimate of what was *behind* the subject (for a green screen: the
 screen, lit as it was). Compositing uses it to unmix the semi-transparent edge pixels, which is
@@ -47,6 +48,11 @@ class Matte:
 
 @runtime_checkable
 class MatteSource(Protocol):
+    """Optional class attributes: `context_frames` (int, default 2): how many neighbouring frames
+    on either side the source looks at, so a caller that keys a chunk in batches hands it that
+    much overlap; `sequential` (bool, default False): the source tracks through the shot in
+    order from its start (it must then carry its state over the overlap of consecutive calls)."""
+
     name: str
 
     def mattes(self, context: MatteContext) -> Matte: ...

@@ -41,14 +41,14 @@ def shot(tmp_path_factory):
     return root, gs, files
 
 
-def _cut(root: Path, media: Path, matte: dict, name: str) -> Path:
+def _cut(root: Path, media: Path, matte: dict, name: str, frames: int = N) -> Path:
     clip = otio.schema.Clip(
         name="sh010",
         media_reference=otio.schema.ExternalReference(
             target_url=str(media),
-            available_range=otio.opentime.TimeRange(otio.opentime.RationalTime(0, RATE), otio.opentime.RationalTime(N, RATE)),
+            available_range=otio.opentime.TimeRange(otio.opentime.RationalTime(0, RATE), otio.opentime.RationalTime(frames, RATE)),
         ),
-        source_range=otio.opentime.TimeRange(otio.opentime.RationalTime(0, RATE), otio.opentime.RationalTime(N, RATE)),
+        source_range=otio.opentime.TimeRange(otio.opentime.RationalTime(0, RATE), otio.opentime.RationalTime(frames, RATE)),
     )
     clip.metadata["studio_nova"] = {"edit": {
         "kind": "background",
@@ -160,3 +160,55 @@ def test_mattes_and_backgrounds_list_say_what_is_ready(monkeypatch):
         statuses = {s["name"]: s for s in json.loads(done.stdout)[kind]}
         assert {n for n, s in statuses.items() if s["ready"]} == ready
         assert "STUDIO_NOVA_" in statuses[waiting]["reason"]
+
+
+def test_backend_nova_keeps_every_foreground_pixel_of_the_source(shot, tmp_path, monkeypatch):
+    """With nova, the composites drive the sparse branch and the source the dense branch; the
+    (random, tiny) model may repaint the background, never the subject."""
+    pytest.importorskip("torch")
+    pytest.importorskip("diffusers")
+    from studio_nova.models.tiny import init_tiny
+
+    tiny = init_tiny(tmp_path / "nova", seed=0)
+    monkeypatch.setenv("STUDIO_NOVA_NOVA_BASE", str(tiny.base))
+    monkeypatch.setenv("STUDIO_NOVA_NOVA_ADAPTER", str(tiny.adapter))
+    monkeypatch.setenv("STUDIO_NOVA_NOVA_STEPS", "2")
+    monkeypatch.setenv("STUDIO_NOVA_DEVICE", "cpu")
+    root, gs, files = shot
+    cut = _cut(root, files["source"], {"source": "file", "params": {"path": "mattes/GS001_matte.mkv"}}, "cut_nova")
+    ws = pipeline.Workspace.open(tmp_path / "out", Settings(**SETTINGS))
+    try:
+        [outcome] = pipeline.run_cut(ws, cut, backend="nova", auto_approve=True).to_dict()["shots"]
+    finally:
+        ws.close()
+    assert outcome["status"] == "conformed", outcome.get("error")
+    assert outcome["qc"]["backend"] == "nova"
+    assert outcome["qc"]["background"]["fg_fidelity_db"] == 100.0
+    out, source = _decode(Path(outcome["render"])), _decode(files["source"])
+    deep = gs.interior(erode=6)
+    reencoded = qc.psnr(_decode(gs.write_source(tmp_path / "again.mov"))[deep], gs.source[deep])
+    assert qc.psnr(out[deep], source[deep]) >= min(reencoded, 45.0) - 1.0
+
+
+def test_a_tracking_matte_runs_in_order_for_keyframes_and_across_render_chunks(tmp_path):
+    """`segmentation` tracks from its prompt in order: the keyframes are keyed by running it
+    through the shot, and render chunks and batches hand it the overlap it carries its mask over."""
+    pytest.importorskip("transformers")
+    from test_mattes import build_tiny_sam2
+
+    folder = build_tiny_sam2(tmp_path / "sam2")
+    gs = make_greenscreen(24, 64, 48, seed=3)
+    (tmp_path / "plates").mkdir()
+    media = gs.write_source(tmp_path / "GS002.mov")
+    gs.write_plate(tmp_path / "plates" / "harbour.mov")
+    matte = {"source": "segmentation", "params": {"model_dir": str(folder), "points": [[32, 20]]}}
+    cut = _cut(tmp_path, media, matte, "cut_sam", frames=24)
+    ws = pipeline.Workspace.open(tmp_path / "out", Settings(chunk_length=9, chunk_overlap=4))
+    try:
+        [outcome] = pipeline.run_cut(ws, cut, auto_approve=True).to_dict()["shots"]
+        [record] = ws.store.shots()
+        frames = [k.source_frame for k in ws.store.keyframes(record.id)]
+    finally:
+        ws.close()
+    assert outcome["status"] == "conformed", outcome.get("error")
+    assert frames == [0, 10, 20, 23] and outcome["qc"]["chunks"] >= 4

@@ -17,7 +17,7 @@ import numpy as np
 from studio_nova.background_replace import BackgroundReplacement, BackgroundRequest
 from studio_nova.editing import EditContext, EditedKeyframe, EditResult
 from studio_nova.errors import KeyframeError, PluginError
-from studio_nova.media.decode import read_frame
+from studio_nova.media.decode import read_frame, read_frames
 from studio_nova.media.probe import probe
 
 
@@ -51,10 +51,8 @@ class BackgroundEditor:
             cache_dir=context.source.work_dir,
         )
         edited = []
-        for keyframe in context.keyframes:
-            frame = read_frame(media, keyframe.source_frame)
-            fused = replacement.fuse(frame[None], keyframe.source_frame)
-            image, mask = fused.images[0], fused.changed[0]
+        for keyframe, fused in zip(context.keyframes, _fused_keyframes(replacement, media, context)):
+            image, mask = fused
             if region is not None:  # confine the replacement: outside the region, the original
                 original = np.asarray(keyframe.image, np.float32)
                 image = np.where((region > 0)[..., None], region[..., None] * image + (1 - region[..., None]) * original, original)
@@ -71,6 +69,31 @@ class BackgroundEditor:
             "settings": {k: params[k] for k in ("matte", "background", "composite")},
         }
         return EditResult(keyframes=edited, info=info)
+
+
+def _fused_keyframes(replacement: BackgroundReplacement, media, context: EditContext):
+    """(image, changed) of each keyframe. A matte source that tracks through the shot in order
+    (`sequential`) is run over every frame up to the last keyframe, in overlapping runs; any
+    other sees each keyframe alone."""
+    frames = [k.source_frame for k in context.keyframes]
+    if not replacement.sequential:
+        for f in frames:
+            fused = replacement.fuse(read_frame(media, f)[None], f)
+            yield fused.images[0], fused.changed[0]
+        return
+    wanted, start, last = set(frames), replacement.first_frame, max(frames, default=replacement.first_frame)
+    found: dict[int, tuple] = {}
+    while start <= last:
+        end = min(last, start + _RUN - 1)
+        fused = replacement.fuse(np.stack(list(read_frames(media, start, end))), start)
+        for f in wanted & set(range(start, end + 1)):
+            found[f] = (fused.images[f - start], fused.changed[f - start])
+        start = end if end < last else end + 1  # one frame of overlap carries the tracker's mask
+    for f in frames:
+        yield found[f]
+
+
+_RUN = 32  # frames per run of a sequential matte source
 
 
 def _model_name(source: object) -> str | None:

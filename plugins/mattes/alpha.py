@@ -30,6 +30,7 @@ class AlphaMatte:
     """The source's own alpha channel (straight by default; `premultiplied: true` to divide it out)."""
 
     name: ClassVar[str] = NAME
+    context_frames: ClassVar[int] = 0  # frame by frame: no neighbours needed
 
     def __init__(self, **params: Any) -> None:
         check_names(NAME, params, _PARAMS)

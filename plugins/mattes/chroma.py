@@ -164,6 +164,7 @@ class ChromaKeyMatte:
 
     def __init__(self, **params: Any) -> None:
         self.settings = parse_params(params)
+        self.context_frames = self.settings.temporal  # its clean plate pools this many frames each side
 
     def mattes(self, context: MatteContext) -> Matte:
         alpha, background, foreground, info = key(context.frames, self.settings)

@@ -49,6 +49,7 @@ class FileMatte:
     """A matte video or image sequence, one matte frame per source frame."""
 
     name: ClassVar[str] = NAME
+    context_frames: ClassVar[int] = 0  # frame by frame: no neighbours needed
 
     def __init__(self, **params: Any) -> None:
         check_names(NAME, params, _PARAMS)

@@ -67,6 +67,8 @@ class SegmentationMatte:
     """SAM 2 video segmentation from local weights, prompted with points or a box on one frame."""
 
     name: ClassVar[str] = NAME
+    sequential: ClassVar[bool] = True  # tracks from its prompt in order; needs the overlap to carry
+    context_frames: ClassVar[int] = 1
 
     def __init__(self, **params: Any) -> None:
         check_names(NAME, params, _PARAMS)
