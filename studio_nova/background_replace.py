@@ -231,12 +231,18 @@ class BackgroundReplacement:
 
 
 def background_qc(
-    source: np.ndarray, output: np.ndarray, alpha: np.ndarray, background: np.ndarray, edge_px: int = 6
+    source: np.ndarray,
+    output: np.ndarray,
+    alpha: np.ndarray,
+    background: np.ndarray,
+    edge_px: int = 6,
+    core: np.ndarray | None = None,
 ) -> dict[str, float | None]:
     """QC figures of a background replacement over consecutive frames (float32 in [0, 1]).
 
-    - `fg_fidelity_db`: PSNR of the output against the source deep inside the matte (opaque and
-      more than `edge_px` from its edge): the subject must be the source there.
+    - `fg_fidelity_db`: PSNR of the output against the source deep inside the matte: where the
+      compositing left the subject alone (`core`, e.g. the guide's `changed == 0`), else opaque
+      and more than `edge_px` from the matte's edge. The subject must be the source there.
     - `bg_motion` / `plate_motion`: mean absolute change between consecutive frames, in 8-bit
       levels, of the output's clear background and of the new background itself; their ratio
       `bg_motion_ratio` is ≈ 1 when the output's background moves as the plate does, ≈ 0 when the
@@ -246,7 +252,10 @@ def background_qc(
       that the matte calls for; `edge_halo`: the same distance in any direction.
     """
     n = len(source)
-    deep = np.stack([(alpha[t] >= OPAQUE) & (edge_band(alpha[t], edge_px) <= 0) for t in range(n)])
+    if core is not None:
+        deep = np.asarray(core, bool) & (alpha >= OPAQUE)
+    else:
+        deep = np.stack([(alpha[t] >= OPAQUE) & (edge_band(alpha[t], edge_px) <= 0) for t in range(n)])
     fidelity = None
     if deep.any():
         err = float(np.mean((output[deep] - source[deep]) ** 2))

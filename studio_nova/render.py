@@ -22,12 +22,12 @@ import numpy as np
 from studio_nova import qc
 from studio_nova.editing import EditedKeyframe
 from studio_nova.errors import PluginError, PropagationError
+from studio_nova.frames import to_float
 from studio_nova.media.decode import read_frames
 from studio_nova.media.encode import VideoWriter, concat, make_proxy
 from studio_nova.media.info import MediaInfo
 from studio_nova.media.probe import probe
 from studio_nova.media.timecode import frames_to_timecode
-from studio_nova.frames import to_float
 from studio_nova.propagation import ChunkInput, ChunkOutput, CompositeGuide, Propagator
 
 log = logging.getLogger(__name__)
@@ -230,6 +230,7 @@ def _render_chunk(
         stats["background"] = background_qc(
             to_float(source[:commit_end]), to_float(final[:commit_end]),
             chunk_guide.alpha[:commit_end], chunk_guide.background[:commit_end],
+            core=chunk_guide.changed[:commit_end] <= 0,
         )
 
     for stale in (segment, tail_path):  # our own leftovers from an interrupted attempt

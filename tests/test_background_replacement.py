@@ -194,7 +194,7 @@ def test_a_tracking_matte_runs_in_order_for_keyframes_and_across_render_chunks(t
     """`segmentation` tracks from its prompt in order: the keyframes are keyed by running it
     through the shot, and render chunks and batches hand it the overlap it carries its mask over."""
     pytest.importorskip("transformers")
-    from test_mattes import build_tiny_sam2
+    from studio_nova.testing.tiny_sam2 import build_tiny_sam2
 
     folder = build_tiny_sam2(tmp_path / "sam2")
     gs = make_greenscreen(24, 64, 48, seed=3)

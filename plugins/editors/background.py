@@ -17,7 +17,8 @@ import numpy as np
 from studio_nova.background_replace import BackgroundReplacement, BackgroundRequest
 from studio_nova.editing import EditContext, EditedKeyframe, EditResult
 from studio_nova.errors import KeyframeError, PluginError
-from studio_nova.media.decode import read_frame, read_frames
+from studio_nova.frames import from_float
+from studio_nova.media.decode import read_frames
 from studio_nova.media.probe import probe
 
 
@@ -77,8 +78,11 @@ def _fused_keyframes(replacement: BackgroundReplacement, media, context: EditCon
     other sees each keyframe alone."""
     frames = [k.source_frame for k in context.keyframes]
     if not replacement.sequential:
-        for f in frames:
-            fused = replacement.fuse(read_frame(media, f)[None], f)
+        # The keyframes are the decoded originals already (float of the source's integers, so
+        # the round trip is exact): no second decode of each one.
+        for keyframe in context.keyframes:
+            original = from_float(np.asarray(keyframe.image, np.float32), np.dtype(media.dtype_name))
+            fused = replacement.fuse(original[None], keyframe.source_frame)
             yield fused.images[0], fused.changed[0]
         return
     wanted, start, last = set(frames), replacement.first_frame, max(frames, default=replacement.first_frame)
