@@ -28,6 +28,7 @@ from prefect.deployments import run_deployment
 from prefect.deployments.runner import EntrypointType
 from prefect.exceptions import ObjectNotFound
 from prefect.flow_runs import resume_flow_run
+from prefect.schedules import Cron
 from prefect.workers.process import ProcessWorker
 
 from studio_nova.review_gate import Answer, shot_tag, store_tag
@@ -122,19 +123,29 @@ def ensure_pools(pools: Sequence[Pool] = POOLS) -> None:
                 client.update_work_pool(pool.name, WorkPoolUpdate(concurrency_limit=pool.concurrency_limit))
 
 
-def register(nightly_out: str | None = None, specs: Iterable[DeploymentSpec] = DEPLOYMENTS) -> list[str]:
+def register(
+    nightly_out: str | None = None,
+    specs: Iterable[DeploymentSpec] = DEPLOYMENTS,
+    *,
+    nightly_cron: str | None = None,
+) -> list[str]:
     """Register the deployments with the server (idempotent). The nightly schedule needs to know
-    which output folder (store) to render; without `nightly_out` it is registered paused."""
+    which output folder (store) to render; without `nightly_out` it is registered paused.
+    `nightly_cron` (the caller's `Settings.nightly_cron`, already validated) replaces the nightly's
+    default `NIGHTLY_CRON`; cron schedules are in UTC."""
     ensure_pools()
     names = []
     for spec in specs:
         parameters = dict(spec.parameters)
-        if spec is NIGHTLY and nightly_out:
-            parameters["out"] = nightly_out
+        cron = spec.cron
+        if spec is NIGHTLY:
+            cron = nightly_cron or spec.cron
+            if nightly_out:
+                parameters["out"] = nightly_out
         deployment = _load(spec.flow).to_deployment(
             name=spec.name,
-            cron=spec.cron,
-            paused=True if spec.cron and not nightly_out else None,
+            schedule=Cron(cron, timezone="UTC") if cron else None,  # UTC said, not assumed
+            paused=True if cron and not nightly_out else None,
             parameters=parameters,
             description=spec.description,
             tags=list(spec.tags),

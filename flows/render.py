@@ -46,7 +46,7 @@ def conform_flow(out: str, timeline_id: int | None = None, formats: list[str] | 
         timelines = [t for t in ws.store.timelines() if timeline_id is None or t.id == timeline_id]
         for timeline in timelines:
             try:
-                paths = pipeline.conform_timeline(ws, timeline.id, timeline.path, list(formats or []))
+                paths = pipeline.conform_timeline(ws, timeline.id, formats=list(formats or []))
                 written[timeline.name] = {k: str(v) for k, v in paths.items()}
             except StudioNovaError as exc:
                 logger.error("conform of %s failed: %s", timeline.name, exc)
@@ -65,7 +65,7 @@ def conform_flow(out: str, timeline_id: int | None = None, formats: list[str] | 
                 logger.warning("no still for %s: %s", shot.name, exc)
                 continue
             if still is not None:
-                latest = ws.store.latest_render(shot.id)
+                latest = pipeline.linked_render(ws, shot)
                 version = f"v{latest.version:03d}" if latest else "?"
                 stills.append(Still(shot.name, version, still[0], still[1], still[2]))
         create_markdown_artifact(

@@ -49,14 +49,16 @@ def render_task(out: str, shot_id: int, backend: str | None) -> str:
     ws = _workspace(out)
     try:
         shot = ws.store.shot(shot_id)
-        if shot.status not in ("approved", "rendering"):
+        if shot.status not in pipeline.RENDERABLE:
             return shot.status
-        artifact_id = create_progress_artifact(
-            progress=0.0, key=None, description=f"render of {shot.name} ({shot.key})"
-        )
+        artifact: list[Any] = []  # made at the first finished chunk: an up-to-date render has none
 
         def progress(done: int, total: int) -> None:
-            update_progress_artifact(artifact_id=artifact_id, progress=100.0 * done / total)
+            if not artifact:
+                artifact.append(create_progress_artifact(
+                    progress=0.0, key=None, description=f"render of {shot.name} ({shot.key})"
+                ))
+            update_progress_artifact(artifact_id=artifact[0], progress=100.0 * done / total)
 
         pipeline.guarded(ws, shot_id, lambda: pipeline.render(ws, shot_id, backend=backend, progress=progress))
         return ws.store.shot(shot_id).status
@@ -76,22 +78,22 @@ def finish_task(out: str, report: dict[str, Any], timeline: str, formats: list[s
 
 @task(name="open-gates")
 def gate_task(out: str, shot_ids: list[int], backend: str | None, formats: list[str]) -> dict[str, str]:
-    """Open a review gate per waiting shot and queue one render of the approved ones."""
+    """Open a review gate per waiting shot and queue one render of the shots that need one."""
     from studio_nova_flows import deployments
 
     ws = _workspace(out)
     try:
         url, folder = ws.store.url, str(ws.out)
         statuses = {i: ws.store.shot(i).status for i in shot_ids}
+        stale = [i for i in shot_ids if pipeline.needs_render(ws, i, backend)]
     finally:
         ws.close()
     opened = {}
     for shot_id, status in statuses.items():
         if status == "in_review":
             opened[str(shot_id)] = str(deployments.request_review(url, folder, shot_id, backend=backend, formats=formats))
-    approved = [i for i, s in statuses.items() if s in ("approved", "rendering")]
-    if approved:
-        opened["render"] = str(deployments.request_render(url, folder, approved, backend=backend, formats=formats))
+    if stale:  # approved, interrupted, or rendered from inputs that changed since
+        opened["render"] = str(deployments.request_render(url, folder, stale, backend=backend, formats=formats))
     return opened
 
 
@@ -105,7 +107,7 @@ def run_shots(
     logger.info("%d shots to edit, %d clips skipped", len(report["shot_ids"]), len(report["problems"]))
     for shot_id in report["shot_ids"]:
         status = prepare_task(out, shot_id, auto_approve)
-        if not gate and status in ("approved", "rendering"):
+        if not gate and status in pipeline.RENDERABLE:
             render_task(out, shot_id, backend)
     result = finish_task(out, report, timeline, formats)
     if gate:

@@ -114,8 +114,11 @@ def prefect_server(settings: Settings) -> str | None:
 def _ensure_deployments() -> None:
     from studio_nova_flows import deployments
 
-    if not {s.full_name for s in deployments.DEPLOYMENTS} <= deployments.registered():
-        deployments.register()
+    # Only what is missing: re-registering the nightly here would pause it (no --nightly-out).
+    present = deployments.registered()
+    missing = [s for s in deployments.DEPLOYMENTS if s.full_name not in present]
+    if missing:
+        deployments.register(specs=missing, nightly_cron=load_settings().nightly_cron)
 
 
 def run_timeline(
@@ -234,6 +237,7 @@ def cmd_review(args: argparse.Namespace) -> int:
                     {
                         "name": shot.name,
                         "key": shot.key,
+                        "shot": shot.slug,  # unique in the run folder: what to type when names repeat
                         "status": shot.status,
                         "keyframe_version": keyframes[0].version if keyframes else None,
                         "keyframes": [k.edited_path for k in keyframes],
@@ -311,6 +315,19 @@ def _stop_on_sigterm(_signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _nightly_cron(args: argparse.Namespace, settings: Settings) -> str:
+    """--nightly-cron if given (checked like the setting), else STUDIO_NOVA_NIGHTLY_CRON."""
+    if args.nightly_cron is None:
+        return settings.nightly_cron
+    from studio_nova.config import validate_cron
+    from studio_nova.errors import ConfigError
+
+    try:
+        return validate_cron(args.nightly_cron)
+    except ValueError as exc:
+        raise ConfigError(f"--nightly-cron: {exc}") from None
+
+
 def cmd_server(args: argparse.Namespace) -> int:
     import signal
     import time
@@ -319,6 +336,7 @@ def cmd_server(args: argparse.Namespace) -> int:
     from studio_nova.server import LocalServer
 
     settings = load_settings()
+    nightly_cron = _nightly_cron(args, settings)
     port = args.port or prefect_port(settings)
     server = LocalServer(
         port=port,
@@ -334,12 +352,18 @@ def cmd_server(args: argparse.Namespace) -> int:
         os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
         from studio_nova_flows import deployments
 
-        names = deployments.register(nightly_out=str(Path(args.nightly_out).resolve()) if args.nightly_out else None)
+        names = deployments.register(
+            nightly_out=str(Path(args.nightly_out).resolve()) if args.nightly_out else None,
+            nightly_cron=nightly_cron,
+        )
         server.start_workers()
         payload = {"ui": server.ui_url, "api": server.api_url, "deployments": names,
-                   "pools": [p.name for p in deployments.POOLS]}
+                   "pools": [p.name for p in deployments.POOLS],
+                   "nightly": {"cron": nightly_cron, "timezone": "UTC", "active": bool(args.nightly_out)}}
+        nightly = (f"nightly render of {args.nightly_out}: cron {nightly_cron!r} (UTC)" if args.nightly_out
+                   else "the nightly render is paused: start with --nightly-out DIR (the run folder to render)")
         _emit(args, payload, f"Prefect UI: {server.ui_url}  (API {server.api_url}; Ctrl-C stops everything)\n"
-              f"deployments: {', '.join(names)}")
+              f"deployments: {', '.join(names)}\n{nightly}")
         sys.stdout.flush()
         while True:
             dead = server.dead_children()
@@ -355,16 +379,21 @@ def cmd_server(args: argparse.Namespace) -> int:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     settings = load_settings()
+    nightly_cron = _nightly_cron(args, settings)
     url = prefect_server(settings)
     if url is None:
         raise StudioNovaError("no Prefect server: start one with `studio-nova server`, or set PREFECT_API_URL")
     from studio_nova_flows import deployments
 
-    names = deployments.register(nightly_out=str(Path(args.nightly_out).resolve()) if args.nightly_out else None)
-    human = "registered: " + ", ".join(names)
+    names = deployments.register(
+        nightly_out=str(Path(args.nightly_out).resolve()) if args.nightly_out else None,
+        nightly_cron=nightly_cron,
+    )
+    human = "registered: " + ", ".join(names) + f"\nnightly render: cron {nightly_cron!r} (UTC)"
     if not args.nightly_out:
         human += "\nthe nightly render is paused until you deploy with --nightly-out DIR (the run folder to render)"
-    _emit(args, {"api": url, "deployments": names}, human)
+    _emit(args, {"api": url, "deployments": names,
+                 "nightly": {"cron": nightly_cron, "timezone": "UTC", "active": bool(args.nightly_out)}}, human)
     return 0
 
 
@@ -374,16 +403,16 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 def cmd_keyframes_export(args: argparse.Namespace) -> int:
     from studio_nova.ingest import ingest
     from studio_nova.keyframe_files import keyframe_filename, write_png
-    from studio_nova.naming import shot_slug
+    from studio_nova.naming import shot_slug_candidates, unique_names
     from studio_nova.pipeline import original_keyframes
 
     settings = load_settings()
     cut = ingest(Path(args.timeline), settings)
-    names = [s.name for s in cut.shots]
+    slugs = unique_names(shot_slug_candidates(s.name, s.key) for s in cut.shots)
     out = Path(args.out)
     shots = []
-    for shot in cut.shots:
-        folder = out / shot_slug(shot.name, shot.key, names)
+    for shot, slug in zip(cut.shots, slugs):
+        folder = out / slug
         entry: dict[str, Any] = {"name": shot.name, "key": shot.key, "dir": str(folder), "keyframes": []}
         try:
             for kf in original_keyframes(shot.media, shot.first_frame, shot.last_frame, settings.keyframe_interval):
@@ -572,11 +601,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--home", default=None, help="PREFECT_HOME of the server (default: Prefect's own)")
     p.add_argument("--logs", default=None, help="folder for the server's and workers' logs")
     p.add_argument("--nightly-out", default=None, help="run folder the nightly render works on")
+    p.add_argument("--nightly-cron", default=None,
+                   help="when the nightly render runs, 5-field cron in UTC (default: STUDIO_NOVA_NIGHTLY_CRON or 0 1 * * *)")
     p.add_argument("--no-workers", action="store_true", help="only the server (workers run elsewhere)")
     p.set_defaults(func=cmd_server)
 
     p = add("deploy", help="register the deployments (and work pools) with the Prefect server")
     p.add_argument("--nightly-out", default=None, help="run folder the nightly render works on")
+    p.add_argument("--nightly-cron", default=None,
+                   help="when the nightly render runs, 5-field cron in UTC (default: STUDIO_NOVA_NIGHTLY_CRON or 0 1 * * *)")
     p.set_defaults(func=cmd_deploy)
 
     p = add("keyframes", help="keyframe files for painting")

@@ -15,6 +15,40 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from studio_nova.errors import ConfigError
 
 
+# Each cron field: its name, its range, and the names it accepts (JAN…DEC, SUN…SAT) in place of numbers.
+_CRON_FIELDS = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day of month", 1, 31, ()),
+    ("month", 1, 12, ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")),
+    ("day of week", 0, 7, ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")),
+)
+
+
+def validate_cron(value: str) -> str:
+    """A 5-field cron expression (`minute hour day-of-month month day-of-week`), normalised to single
+    spaces; a ValueError naming the bad field otherwise. Items are `*`, `N`, `N-M`, each with an
+    optional `/step`, separated by commas; months and weekdays may be named (JAN, MON)."""
+    fields = str(value).split()
+    if len(fields) != 5:
+        raise ValueError(
+            f"a cron needs 5 fields (minute hour day-of-month month day-of-week), got {len(fields)} in {value!r}"
+        )
+    for text, (name, low, high, names) in zip(fields, _CRON_FIELDS):
+        for item in text.split(","):
+            span, _, step = item.partition("/")
+            if step and not (step.isdigit() and int(step) > 0):
+                raise ValueError(f"cron {name} field {text!r}: step {step!r} is not a positive number")
+            if span == "*":
+                continue
+            for bound in span.split("-", 1):
+                if bound.upper() in names:
+                    continue
+                if not (bound.isdigit() and low <= int(bound) <= high):
+                    raise ValueError(f"cron {name} field {text!r}: {bound!r} is not in {low}-{high}")
+    return " ".join(fields)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STUDIO_NOVA_", extra="ignore")
 
@@ -43,6 +77,10 @@ class Settings(BaseSettings):
     )
     prefect_port: int = Field(
         4200, description="Port of `studio-nova server` (UI and API); `run` and `review` look for it there."
+    )
+    nightly_cron: str = Field(
+        "0 1 * * *",
+        description="When the nightly render runs: a 5-field cron (minute hour day month weekday), UTC.",
     )
 
     # Model backends (weights are only ever read from local folders; nothing is fetched).
@@ -100,6 +138,11 @@ class Settings(BaseSettings):
         if value < 1:
             raise ValueError(f"keyframe_interval must be at least 1, got {value}")
         return value
+
+    @field_validator("nightly_cron")
+    @classmethod
+    def _cron_has_5_fields(cls, value: str) -> str:
+        return validate_cron(value)
 
     def store_url(self, out_dir: Path | None) -> str:
         """The store to use: the configured URL, else SQLite inside the output folder."""

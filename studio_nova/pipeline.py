@@ -26,12 +26,13 @@ from studio_nova.frames import to_float
 from studio_nova.ingest import Shot, ingest
 from studio_nova.keyframe_files import keyframe_filename, read_mask_png, read_png, write_mask_png, write_png
 from studio_nova.media.decode import read_frames
+from studio_nova.media.fingerprint import file_fingerprint, fingerprint_paths
 from studio_nova.media.probe import probe
-from studio_nova.naming import shot_slug, version_label
+from studio_nova.naming import cut_slug_candidates, safe_name, shot_slug_candidates, version_label
 from studio_nova.plan import plan_chunks, plan_keyframes
 from studio_nova.plugins import load_editor, load_propagator
 from studio_nova.render import EncodeSettings, ProgressFn, render_shot
-from studio_nova.store import KeyframeFile, ShotRecord, Store
+from studio_nova.store import KeyframeFile, RenderRecord, ShotRecord, Store, TimelineRecord
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,8 @@ class Workspace:
         self.store.close()
 
     def slug(self, shot: ShotRecord) -> str:
-        names = [s.name for s in self.store.shots(timeline_id=shot.timeline_id)]
-        return shot_slug(shot.name, shot.key, names)
+        """The shot's folder name, allocated once by the store and unique in it."""
+        return shot.slug or f"{safe_name(shot.name)}_{shot.id}"
 
     def keyframe_dir(self, shot: ShotRecord, version: int) -> Path:
         return self.out / "keyframes" / self.slug(shot) / version_label(version)
@@ -78,6 +79,10 @@ class Workspace:
             self.out / ".work" / slug / label,
         )
 
+    def conformed_path(self, timeline: TimelineRecord) -> Path:
+        """Where a cut's conformed OTIO goes: one file per timeline, so cuts share a folder."""
+        return self.out / "conformed" / f"{timeline.slug or f'cut_{timeline.id}'}.otio"
+
 
 @dataclass
 class IngestReport:
@@ -89,24 +94,30 @@ class IngestReport:
 # --------------------------------------------------------------------------------------- ingest
 
 
+def _digest(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def shot_fingerprint(shot: Shot) -> str:
-    """What makes a shot's render valid: its media file as it is now, its range, its edit."""
-    stat = shot.media.stat()
+    """What the shot's keyframes depend on: its media file as it is now (size, mtime, first and
+    last MiB), its range, its edit request and the files the request names (a plate, a matte).
+    A change makes a new edit version: new keyframes, a new review, a new render."""
     payload = {
-        "media": str(shot.media),
-        "size": stat.st_size,
-        "mtime_ns": stat.st_mtime_ns,
+        "media": file_fingerprint(shot.media),
         "first": shot.first_frame,
         "last": shot.last_frame,
         "edit": shot.edit.fingerprint(),
+        "files": fingerprint_paths(shot.edit.params),
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+    return _digest(payload)[:32]
 
 
 def ingest_cut(ws: Workspace, timeline: str | Path) -> IngestReport:
     """Read the cut and record its shots; raises TimelineError only when the cut itself is unusable."""
     cut = ingest(Path(timeline), ws.settings)
-    timeline_id = ws.store.upsert_timeline(str(Path(timeline).resolve()), cut.name)
+    path = Path(timeline).resolve()
+    timeline_id = ws.store.upsert_timeline(str(path), cut.name, cut_slug_candidates(cut.name, path.stem))
+    cut_slug = ws.store.timeline(timeline_id).slug
     shot_ids = []
     for shot in cut.shots:
         record = ws.store.upsert_shot(
@@ -122,6 +133,7 @@ def ingest_cut(ws: Workspace, timeline: str | Path) -> IngestReport:
             bit_depth=shot.info.bit_depth,
             edit=asdict(shot.edit),
             fingerprint=shot_fingerprint(shot),
+            slugs=shot_slug_candidates(shot.name, shot.key, cut_slug),
         )
         shot_ids.append(record.id)
     problems = [
@@ -235,13 +247,20 @@ def _jsonable(value: Any) -> Any:
 
 
 def resolve_shot(ws: Workspace, ref: str) -> ShotRecord:
-    """A shot by clip name or cut key; ambiguous names ask for the key."""
+    """A shot by clip name, cut key or folder name; `CUT:REF` looks in one cut only (a run
+    folder may hold several cuts with the same clip names and keys). Ambiguity is an error that
+    lists what to type instead."""
     found = ws.store.find_shots(ref)
+    cut, sep, rest = ref.partition(":")
+    if not found and sep:
+        timelines = [t for t in ws.store.timelines() if cut.lower() in ((t.slug or "").lower(), t.name.lower())]
+        found = [s for t in timelines for s in ws.store.find_shots(rest, timeline_id=t.id)] if rest else []
     if not found:
         raise ReviewError(f"no shot named {ref!r} in {ws.out}; `studio-nova review list` shows them")
     if len(found) > 1:
-        keys = ", ".join(f"{s.name} ({s.key})" for s in found)
-        raise ReviewError(f"{len(found)} shots match {ref!r}: {keys}; give the key instead")
+        cuts = {t.id: t.slug for t in ws.store.timelines()}
+        choices = ", ".join(f"{cuts.get(s.timeline_id)}:{s.key} (folder {s.slug})" for s in found)
+        raise ReviewError(f"{len(found)} shots match {ref!r}; give one of: {choices}")
     return found[0]
 
 
@@ -328,20 +347,117 @@ def approved_keyframes(ws: Workspace, shot: ShotRecord) -> dict[int, EditedKeyfr
     }
 
 
-def render(ws: Workspace, shot_id: int, *, backend: str | None = None, progress: ProgressFn | None = None) -> ShotRecord:
-    """Render an approved shot (or resume its unfinished render)."""
-    shot = ws.store.shot(shot_id)
-    if shot.status not in ("approved", "rendering"):
-        return shot
+#: Bump when the render code changes what it writes for the same inputs, so that renders made
+#: by the older code are no longer taken for current ones.
+RENDER_FORMAT = 1
+MASTER_CODEC = "prores_422_hq"
+#: Shots `render` looks at: approved ones, interrupted renders, and rendered ones whose render may
+#: no longer match what decides its pixels.
+RENDERABLE = ("approved", "rendering", "rendered", "conformed")
+
+
+@dataclass(frozen=True)
+class RenderPlan:
+    """Everything that decides a render's pixels, and its hash (the render's identity)."""
+
+    backend: str
+    chunks: list[tuple[int, int]]
+    edit: dict[str, Any]
+    encode: EncodeSettings
+    inputs: dict[str, Any]
+    identity: str
+
+
+def render_plan(ws: Workspace, shot: ShotRecord, backend: str | None = None) -> RenderPlan:
+    """The identity a render of the shot would have now: media fingerprint, source range, edit
+    request (with a rejection's new instruction / seed) and the files it names, the approved
+    keyframes' content, the backend and its settings, the chunk plan and the encoder settings.
+    Two renders with the same identity have the same pixels; nothing else is compared."""
     backend = backend or ws.settings.backend
-    propagator = load_propagator(backend, **_propagator_options(ws.settings, backend))
-    info = probe(Path(shot.media))
     chunks = plan_chunks(
         shot.first_frame, shot.last_frame, length=ws.settings.chunk_length, overlap=ws.settings.chunk_overlap
     )
     edit = effective_edit(ws, shot)
-    record = ws.store.start_render(shot.id, codec="prores_422_hq")
-    chunk_rows = ws.store.plan_chunks(record.id, chunks)
+    encode = EncodeSettings(ws.settings.prores_qscale, ws.settings.proxy_crf)
+    inputs = {
+        "format": RENDER_FORMAT,
+        "media": file_fingerprint(shot.media),
+        "range": [shot.first_frame, shot.last_frame],
+        "edit": fingerprint_paths(edit),
+        "keyframes": _keyframes_digest(ws, shot),
+        "backend": {"name": backend, "options": fingerprint_paths(_propagator_options(ws.settings, backend))},
+        "chunks": [list(c) for c in chunks],
+        "encode": {"codec": MASTER_CODEC, **asdict(encode)},
+    }
+    return RenderPlan(backend, [tuple(c) for c in chunks], edit, encode, inputs, _digest(inputs))
+
+
+def _keyframes_digest(ws: Workspace, shot: ShotRecord) -> str:
+    """The approved keyframes' content: the bytes of every edited image and mask, by frame."""
+    digest = hashlib.sha256()
+    for keyframe in ws.store.keyframes(shot.id):
+        digest.update(f"{keyframe.source_frame}\n".encode())
+        for path in (keyframe.edited_path, keyframe.mask_path):
+            try:
+                digest.update(Path(path).read_bytes() if path else b"-")
+            except OSError as exc:
+                raise ReviewError(
+                    f"approved keyframe file cannot be read ({exc.strerror or exc}); re-edit the "
+                    "shot's keyframes", shot=shot.name, frame=keyframe.source_frame, path=path,
+                ) from exc
+    return digest.hexdigest()
+
+
+def _usable(render: RenderRecord | None) -> bool:
+    return render is not None and bool(render.path) and Path(render.path).is_file()
+
+
+def _is_current(ws: Workspace, shot: ShotRecord, plan: RenderPlan) -> bool:
+    """Whether the shot is rendered and its render has the identity a render would have now."""
+    current = ws.store.current_render(shot.id)
+    return (
+        shot.status in ("rendered", "conformed")
+        and current is not None
+        and current.identity == plan.identity
+        and _usable(current)
+    )
+
+
+def needs_render(ws: Workspace, shot_id: int, backend: str | None = None) -> bool:
+    """Whether `render` would do anything for the shot: approved, interrupted, or rendered with
+    a render that no longer matches (so a rerun queues GPU work only for those)."""
+    shot = ws.store.shot(shot_id)
+    if shot.status in ("approved", "rendering"):
+        return True
+    if shot.status not in RENDERABLE:
+        return False
+    try:
+        return not _is_current(ws, shot, render_plan(ws, shot, backend))
+    except StudioNovaError:
+        return True  # its inputs cannot be read now: the render step reports why, on the shot
+
+
+def render(ws: Workspace, shot_id: int, *, backend: str | None = None, progress: ProgressFn | None = None) -> ShotRecord:
+    """Bring an approved shot's render up to date with what decides its pixels.
+
+    The shot's current render stands while its identity matches (nothing is rendered); a
+    complete render with the same identity elsewhere in the store (the same shot in another cut)
+    is linked, not rendered again; an interrupted render of the same identity resumes at its
+    first unfinished chunk; anything else renders a new version."""
+    shot = ws.store.shot(shot_id)
+    if shot.status not in RENDERABLE:
+        return shot
+    plan = render_plan(ws, shot, backend)
+    if _is_current(ws, shot, plan):
+        return shot
+    same = ws.store.find_render(plan.identity)
+    if _usable(same):
+        log.info("%s: render %s has the same identity; linked, nothing rendered", shot.name, same.path)
+        return ws.store.link_render(shot.id, same.id)
+    propagator = load_propagator(plan.backend, **_propagator_options(ws.settings, plan.backend))
+    info = probe(Path(shot.media))
+    record = ws.store.start_render(shot.id, codec=MASTER_CODEC, identity=plan.identity, inputs=plan.inputs)
+    chunk_rows = ws.store.plan_chunks(record.id, plan.chunks)
     ledger = _StoreLedger(
         ws.store, [c.id for c in chunk_rows], {c.index for c in chunk_rows if c.status == "done"}, ws.worker
     )
@@ -352,22 +468,23 @@ def render(ws: Workspace, shot_id: int, *, backend: str | None = None, progress:
             info=info,
             first_frame=shot.first_frame,
             last_frame=shot.last_frame,
-            chunks=chunks,
+            chunks=plan.chunks,
             keyframes=approved_keyframes(ws, shot),
             propagator=propagator,
             work_dir=work,
             master_path=master,
             proxy_path=proxy,
             ledger=ledger,
-            encode=EncodeSettings(ws.settings.prores_qscale, ws.settings.proxy_crf),
+            encode=plan.encode,
             progress=progress,
-            instruction=str(edit.get("instruction") or ""),
-            guide=_background_guide(ws, shot, edit, info),
+            instruction=str(plan.edit.get("instruction") or ""),
+            guide=_background_guide(ws, shot, plan.edit, info),
+            identity=plan.identity,
         )
     except StudioNovaError as exc:
         ws.store.fail_render(record.id, str(exc))
         raise
-    qc = dict(result.qc, backend=backend, version=record.version)
+    qc = dict(result.qc, backend=plan.backend, version=record.version)
     ws.store.finish_render(record.id, path=str(result.master), proxy_path=str(result.proxy), qc=qc)
     shutil.rmtree(work, ignore_errors=True)  # our own intermediates; the master holds every frame
     return ws.store.shot(shot.id)
@@ -410,15 +527,24 @@ def _propagator_options(settings: Settings, backend: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------- conform
 
 
+def linked_render(ws: Workspace, shot: ShotRecord) -> RenderRecord | None:
+    """The render the shot's clip is conformed to, while it stands (rendered or conformed)."""
+    if shot.status not in ("rendered", "conformed"):
+        return None
+    return ws.store.current_render(shot.id)
+
+
 def conform_timeline(
-    ws: Workspace, timeline_id: int, timeline: str | Path, formats: Sequence[str] = ()
+    ws: Workspace, timeline_id: int, timeline: str | Path | None = None, formats: Sequence[str] = ()
 ) -> dict[str, Path]:
-    """Write OUT/conformed.otio (and the asked-for formats) with every rendered shot relinked."""
+    """Write the cut's own OUT/conformed/<cut>.otio (and the asked-for formats) with every
+    rendered shot relinked; clips whose request changed since their render keep their media."""
+    record = ws.store.timeline(timeline_id)
     renders = {}
     shots = ws.store.shots(timeline_id=timeline_id)
     for shot in shots:
-        latest = ws.store.latest_render(shot.id)
-        if shot.status in ("rendered", "conformed") and latest is not None:
+        latest = linked_render(ws, shot)
+        if latest is not None and latest.path:
             renders[shot.key] = RenderedShot(
                 key=shot.key,
                 path=Path(latest.path),
@@ -429,7 +555,7 @@ def conform_timeline(
                 qc=latest.qc,
                 proxy=Path(latest.proxy_path) if latest.proxy_path else None,
             )
-    written = conform(Path(timeline), renders, ws.out / "conformed.otio", formats=formats)
+    written = conform(Path(timeline or record.path), renders, ws.conformed_path(record), formats=formats)
     for shot in shots:
         if shot.key in renders and shot.status == "rendered":
             ws.store.set_status(shot.id, "conformed")
@@ -442,7 +568,7 @@ def conform_timeline(
 def shot_outcome(ws: Workspace, shot_id: int) -> dict[str, Any]:
     """The `--json` shape of one shot (see the README's CLI contract)."""
     shot = ws.store.shot(shot_id)
-    latest = ws.store.latest_render(shot.id)
+    latest = linked_render(ws, shot)
     outcome: dict[str, Any] = {
         "name": shot.name,
         "key": shot.key,
@@ -493,7 +619,7 @@ def finish_run(
     written: dict[str, str] = {}
     try:
         paths = conform_timeline(ws, report.timeline_id, timeline, formats)
-        conformed = str(paths.pop("otio", ws.out / "conformed.otio"))
+        conformed = str(paths.pop("otio"))
         written = {k: str(v) for k, v in paths.items()}
     except StudioNovaError as exc:
         log.error("conform failed: %s", exc)
@@ -532,8 +658,8 @@ def qc_rows(ws: Workspace, timeline_id: int | None = None) -> list[dict[str, Any
     """One row per rendered shot with its latest render's QC figures, for the morning table."""
     rows = []
     for shot in ws.store.shots(timeline_id=timeline_id):
-        latest = ws.store.latest_render(shot.id)
-        if latest is None or shot.status not in ("rendered", "conformed"):
+        latest = linked_render(ws, shot)
+        if latest is None:
             continue
         qc = latest.qc or {}
         rows.append(
@@ -557,8 +683,8 @@ def qc_rows(ws: Workspace, timeline_id: int | None = None) -> list[dict[str, Any
 def before_after_still(ws: Workspace, shot_id: int) -> tuple[int, Any, Any] | None:
     """The middle frame of a rendered shot: (source frame, source image, rendered image)."""
     shot = ws.store.shot(shot_id)
-    latest = ws.store.latest_render(shot.id)
-    if latest is None or not latest.path or shot.status not in ("rendered", "conformed"):
+    latest = linked_render(ws, shot)
+    if latest is None or not latest.path:
         return None
     middle = (shot.first_frame + shot.last_frame) // 2
     [before] = list(read_frames(probe(Path(shot.media)), middle, middle))

@@ -21,7 +21,7 @@ import numpy as np
 
 from studio_nova import qc
 from studio_nova.editing import EditedKeyframe
-from studio_nova.errors import PluginError, PropagationError
+from studio_nova.errors import PluginError, PropagationError, StudioNovaError
 from studio_nova.frames import to_float
 from studio_nova.media.decode import read_frames
 from studio_nova.media.encode import VideoWriter, concat, make_proxy
@@ -101,11 +101,15 @@ def render_shot(
     progress: ProgressFn | None = None,
     instruction: str = "",
     guide: GuideFn | None = None,
+    identity: str | None = None,
 ) -> RenderResult:
     """Render source frames `first_frame..last_frame` of `info` with the edits of `keyframes`.
 
     With `guide` (a background replacement), each chunk also carries its composite guide and the
     QC gains the background figures (`studio_nova.background_replace.background_qc`).
+    `identity` (the render's, see `studio_nova.pipeline.render_plan`) is written into the master's
+    and the proxy's metadata; a file already at either path is reused only when it carries the
+    same identity (this render, stopped after writing it), and is never replaced.
     """
     if not chunks or chunks[0][0] != first_frame or chunks[-1][1] != last_frame:
         raise ValueError(f"chunks {list(chunks)[:3]}… do not cover frames {first_frame}..{last_frame}")
@@ -158,8 +162,15 @@ def render_shot(
             progress(index + 1, len(chunks))
 
     timecode = frames_to_timecode(info.start_frame + first_frame, info.rate)
-    master = _assemble_master(segments, master_path, timecode, last_frame - first_frame + 1, shot)
-    proxy = proxy_path if proxy_path.exists() else make_proxy(master, proxy_path, crf=encode.proxy_crf)
+    tag = render_tag(identity)
+    frames = last_frame - first_frame + 1
+    if not _ours(master_path, tag, frames, shot):
+        master_path.parent.mkdir(parents=True, exist_ok=True)
+        concat(segments, master_path, timecode=timecode, comment=tag)
+    master = master_path
+    if not _ours(proxy_path, tag, frames, shot):
+        make_proxy(master, proxy_path, crf=encode.proxy_crf, comment=tag)
+    proxy = proxy_path
     elapsed = time.perf_counter() - started
     report = _shot_qc(work_dir, len(chunks), last_frame - first_frame + 1, rendered_frames, elapsed)
     return RenderResult(master=master, proxy=proxy, frames=last_frame - first_frame + 1, qc=report)
@@ -272,20 +283,30 @@ def _check_output(output: ChunkOutput, source: np.ndarray, shot: str, start: int
         )
 
 
-def _assemble_master(segments: list[Path], master_path: Path, timecode: str, expected: int, shot: str) -> Path:
-    if master_path.exists():
-        # A previous attempt finished the master but was stopped before recording it.
-        found = probe(master_path).frame_count
-        if found == expected:
-            return master_path
-        raise PropagationError(
-            f"an unrecorded master with {found} frames (expected {expected}) is in the way; "
-            "move it aside and run again",
-            shot=shot,
-            path=master_path,
-        )
-    master_path.parent.mkdir(parents=True, exist_ok=True)
-    return concat(segments, master_path, timecode=timecode)
+def render_tag(identity: str | None) -> str | None:
+    """What a render writes into its files' `comment` metadata."""
+    return f"studio-nova render {identity}" if identity else None
+
+
+def _ours(path: Path, tag: str | None, expected: int, shot: str) -> bool:
+    """Whether a finished file of this very render is already at `path` (a previous attempt was
+    stopped after writing it, before the store recorded it). A file that does not carry this
+    render's identity is in the way: it is reported, never adopted and never replaced."""
+    if not path.exists():
+        return False
+    try:
+        found = probe(path)
+    except StudioNovaError:
+        found = None
+    if found is not None and tag is not None and found.comment == tag and found.frame_count == expected:
+        return True
+    what = "another render's" if found is not None and (found.comment or "").startswith("studio-nova render") else "a"
+    raise PropagationError(
+        f"{what} file that this render did not make is in the way; move it aside (or use another "
+        "--out) and run again: nothing was overwritten",
+        shot=shot,
+        path=path,
+    )
 
 
 def _shot_qc(work_dir: Path, n_chunks: int, frames: int, rendered: int, elapsed: float) -> dict:

@@ -91,6 +91,10 @@ class LocalServer:
         env.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
         if self.home is not None:
             env["PREFECT_HOME"] = str(self.home)
+        # Prefect's own database: SQLite in PREFECT_HOME unless PREFECT_API_DATABASE_CONNECTION_URL
+        # (passed through) names PostgreSQL. No SQLite timeout is set here on purpose: the occasional
+        # "database is locked" on worker heartbeats fails without waiting, whatever the timeout
+        # (deploy/README.md, "Prefect's own database").
         return env
 
     def _spawn(self, name: str, args: list[str]) -> _Child:

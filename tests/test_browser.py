@@ -161,7 +161,7 @@ def test_reviewer_sees_keyframes_in_the_prefect_ui_and_approves_through_its_form
 
         [review] = store.reviews(shot.id)
         assert (review.decision, review.reviewer, review.keyframe_version) == ("approved", "dana", 1)
-        conformed = otio.adapters.read_from_file(str(out / "conformed.otio"))
+        conformed = otio.adapters.read_from_file(str(out / "conformed" / f"{cut.stem}.otio"))
         [clip] = list(conformed.find_clips())
         assert clip.media_reference.target_url.endswith("renders/sh010/sh010_v001.mov")
         assert (artifacts / "review-page.png").stat().st_size > 20_000

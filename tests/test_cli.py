@@ -108,11 +108,54 @@ def test_run_through_prefect_writes_the_conformed_cut_and_formats(scene_media, t
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["shots"][0]["status"] == "conformed"
-    assert Path(report["conformed"]) == out / "conformed.otio"
-    assert (out / "conformed.xml").exists()
+    assert Path(report["conformed"]) == out / "conformed" / "prefect.otio"  # one file per cut
+    assert (out / "conformed" / "prefect.xml").exists()
     assert (out / ".prefect").is_dir(), "ephemeral Prefect keeps its files inside --out"
     cut = otio.adapters.read_from_file(report["conformed"])
     assert cut.duration() == otio.adapters.read_from_file(str(timeline)).duration()
 
     listed = studio_nova("review", "list", "--out", str(out), "--all", "--json")
     assert json.loads(listed.stdout)["shots"][0]["status"] == "conformed"
+
+
+def test_two_cuts_through_prefect_in_one_folder_keep_their_own_files_and_reviews(scene_media, tmp_path):
+    """The same clip name in two cuts with other media: each cut its own conformed file and
+    render, and `review` tells the two shots apart by the folder name `review list` shows."""
+    root, media, _ = scene_media
+    other = _write(tmp_path / "C001.mov", make_scene(40, W, H, seed=31, noise=0.01).frames)
+    edit = {"instruction": "red to teal", "editor": "recolor", "params": KEYED}
+    cuts = [
+        _timeline(tmp_path / "reel_a.otio", [_clip("sh010", media, 0, 20, edit=edit)]),
+        _timeline(tmp_path / "reel_b.otio", [_clip("sh010", other, 0, 20, total=40, edit=edit)]),
+    ]
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_HOME", "PREFECT_API_URL")}
+    reports = []
+    for cut in cuts:
+        result = studio_nova("run", str(cut), "--out", str(out), "--auto-approve", "--json", env=env)
+        assert result.returncode == 0, result.stderr
+        reports.append(json.loads(result.stdout))
+    assert [Path(r["conformed"]).name for r in reports] == ["reel_a.otio", "reel_b.otio"]
+    renders = [r["shots"][0]["render"] for r in reports]
+    assert [r["shots"][0]["status"] for r in reports] == ["conformed", "conformed"] and len(set(renders)) == 2
+    from studio_nova_plugins.editors.recolor import recolor_image
+
+    # The truth of each cut: its own media, recoloured.
+    sources = [
+        np.stack([recolor_image(to_float(f), KEYED)[0] for f in read_frames(probe(m), 0, 19)]) for m in (media, other)
+    ]
+    for index, report in enumerate(reports):
+        rendered = to_float(np.stack(list(read_frames(probe(report["shots"][0]["render"]), 0, 19))))
+        own, wrong = qc.psnr(rendered, sources[index]), qc.psnr(rendered, sources[1 - index])
+        assert own > 30 and own > wrong + 6, f"cut {index}'s render looks like the other cut's media ({own:.1f} vs {wrong:.1f} dB)"
+        linked = otio.adapters.read_from_file(report["conformed"]).find_clips()[0].media_reference.target_url
+        assert linked.endswith(Path(report["shots"][0]["render"]).name)
+
+    listed = json.loads(studio_nova("review", "list", "--out", str(out), "--all", "--json").stdout)["shots"]
+    folders = [s["shot"] for s in listed]
+    assert len(set(folders)) == 2 and {s["name"] for s in listed} == {"sh010"}
+    ambiguous = studio_nova("review", "approve", "sh010", "--out", str(out), "--json")
+    assert ambiguous.returncode != 0 and all(f in ambiguous.stderr + ambiguous.stdout for f in folders)
+    for ref in ("reel_b:sh010", "reel_b:V1/0", next(f for f in folders if f != "sh010")):
+        found = studio_nova("review", "approve", ref, "--out", str(out), "--json")
+        assert "is conformed, not waiting for review" in found.stderr, (ref, found.stderr)  # found it

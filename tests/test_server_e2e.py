@@ -165,7 +165,7 @@ def test_reviewers_gate_renders_and_the_nightly_render_through_a_real_server(ser
     assert approved.returncode == 0, approved.stderr
     assert json.loads(approved.stdout)["gate"] == {"action": "resumed", "flow_run_id": gates["sh020"]}
     _wait("sh020 to render and conform", lambda: _shots(out)["sh020"]["status"] == "conformed", 300, server)
-    cut_back = otio.adapters.read_from_file(str(out / "conformed.otio"))
+    cut_back = otio.adapters.read_from_file(str(out / "conformed" / f"{cut.stem}.otio"))
     relinked = {c.name: c.media_reference.target_url for c in cut_back.find_clips()}
     assert relinked["sh010"].endswith("renders/sh010/sh010_v001.mov")
     assert relinked["sh020"].endswith("renders/sh020/sh020_v001.mov")

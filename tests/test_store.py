@@ -37,7 +37,7 @@ PG_URL = os.environ.get(
     "STUDIO_NOVA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 TABLES = {"timelines", "shots", "edit_requests", "keyframes", "reviews", "renders", "chunks"}
-HEAD = "0001"
+HEAD = "0002"
 
 # The shot lifecycle as the brief states it (rendered -> rendering only via start_render).
 LIFECYCLE = {
@@ -202,6 +202,57 @@ def test_a_database_at_an_older_revision_is_upgraded_on_open(db_url: str) -> Non
         assert TABLES <= set(inspect(store.engine).get_table_names())
         timeline_id = _timeline(store)
         assert _shot(store, timeline_id).status == "ingested"
+
+
+def test_a_store_made_before_render_identities_gets_distinct_slugs_and_linked_renders(db_url: str) -> None:
+    engine = create_store_engine(db_url)
+    config = migration_config()
+    now = datetime.now(UTC)
+    try:
+        with engine.connect() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0001")
+            connection.commit()
+        with engine.begin() as connection:
+            for tid, name in ((1, "reel1"), (2, "reel1")):  # two cuts of one name
+                connection.execute(
+                    text("INSERT INTO timelines (id, path, name, created_at, updated_at) VALUES (:i, :p, :n, :t, :t)"),
+                    {"i": tid, "p": f"/cuts/{tid}/reel1.otio", "n": name, "t": now},
+                )
+            shots = [(1, 1, "V1/0", "x", "rendered"), (2, 1, "V1/1", "x", "in_review"),
+                     (3, 1, "V1/2", "x_V1-0", "ingested"), (4, 2, "V1/0", "x", "conformed")]
+            for sid, tid, key, name, status in shots:
+                connection.execute(
+                    text(
+                        "INSERT INTO shots (id, timeline_id, key, name, media, first_frame, last_frame, "
+                        "rate_num, rate_den, width, height, bit_depth, status, edit_version, fingerprint, "
+                        "created_at, updated_at) VALUES (:i, :tl, :k, :n, '/m.mov', 0, 9, 25, 1, 64, 36, 8, "
+                        ":s, 1, 'f', :t, :t)"
+                    ),
+                    {"i": sid, "tl": tid, "k": key, "n": name, "s": status, "t": now},
+                )
+                connection.execute(
+                    text(
+                        "INSERT INTO edit_requests (shot_id, version, fingerprint, media, first_frame, "
+                        "last_frame, edit, created_at) VALUES (:i, 1, 'f', '/m.mov', 0, 9, '{}', :t)"
+                    ),
+                    {"i": sid, "t": now},
+                )
+            for rid, sid, version, status in ((1, 1, 1, "complete"), (2, 1, 2, "failed"), (3, 4, 1, "complete")):
+                connection.execute(
+                    text(
+                        "INSERT INTO renders (id, shot_id, version, edit_version, codec, status, created_at) "
+                        "VALUES (:i, :s, :v, 1, 'prores_422_hq', :st, :t)"
+                    ),
+                    {"i": rid, "s": sid, "v": version, "st": status, "t": now},
+                )
+    finally:
+        engine.dispose()
+    with Store.open(db_url) as store:
+        slugs = [s.slug for s in store.shots()]
+        assert slugs == ["x_V1-0", "x_V1-1", "x_V1-0-2", "x"]  # the old names where still free
+        assert len({t.slug for t in store.timelines()}) == 2
+        assert [store.current_render(s.id) and store.current_render(s.id).id for s in store.shots()] == [1, None, None, 3]
 
 
 def test_a_database_from_a_newer_studio_nova_is_refused(db_url: str) -> None:

@@ -249,11 +249,13 @@ def concat(
     segments: Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str],
     timecode: str | None = None,
+    comment: str | None = None,
 ) -> Path:
     """Join segments of one format into `out` by stream copy (no re-encode, no quality loss).
 
     Made for ProRes chunk renders → one master; the segments must share codec, size, rate
-    and pixel format, and the result must hold exactly the sum of their frames.
+    and pixel format, and the result must hold exactly the sum of their frames. `comment` goes
+    into the file's metadata (the render's identity, so the file says what made it).
     """
     target = Path(out).absolute()
     _check_target(target)
@@ -285,6 +287,8 @@ def concat(
         options: dict[str, object] = {"map": "0:v:0", "c": "copy"}
         if timecode is not None:
             options["timecode"] = timecode
+        if comment is not None:
+            options["metadata"] = f"comment={comment}"
         stream = ffmpeg.input(f"file:{listing.name}", format="concat", safe=0)
         command = _compile(stream.output(f"file:{temp}", **options))
         try:
@@ -296,9 +300,10 @@ def concat(
 
 
 def make_proxy(
-    master: str | os.PathLike[str], proxy: str | os.PathLike[str], crf: int = 20
+    master: str | os.PathLike[str], proxy: str | os.PathLike[str], crf: int = 20, comment: str | None = None
 ) -> Path:
-    """H.264 review proxy of `master`: same frames, rate and timecode, yuv420p, faststart."""
+    """H.264 review proxy of `master`: same frames, rate and timecode, yuv420p, faststart;
+    `comment` in its metadata (see `concat`)."""
     target = Path(proxy).absolute()
     _check_target(target)
     if not isinstance(crf, int) or not 0 <= crf <= 51:
@@ -315,6 +320,8 @@ def make_proxy(
     options = _codec_options("h264", 4, crf, np.dtype(np.uint8))
     if info.timecode is not None:
         options["timecode"] = info.timecode
+    if comment is not None:
+        options["metadata"] = f"comment={comment}"
     temp = _temp_name(target)
     command = _compile(video.output(f"file:{temp}", **options))
     try:

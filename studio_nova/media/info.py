@@ -28,6 +28,7 @@ class MediaInfo:
     timecode: str | None = None
     start_frame: int = 0
     has_alpha: bool = False
+    comment: str | None = None  # the container's `comment` metadata (renders: their identity)
 
     @property
     def dtype_name(self) -> str:

@@ -62,6 +62,7 @@ _STREAM_RE = re.compile(r"^\s*Stream #0:(\d+)\S*?: Video: (.*)$")
 _ANY_STREAM_RE = re.compile(r"^\s*Stream #0:\d+\S*?: (\w+):")
 _START_RE = re.compile(r"Duration: .*?, start: (-?[\d.]+)")
 _TIMECODE_RE = re.compile(r"^\s*timecode\s*:\s*(\S+)\s*$", re.IGNORECASE)
+_COMMENT_RE = re.compile(r"^\s*comment\s*:\s*(.*?)\s*$", re.IGNORECASE)
 _SIZE_RE = re.compile(r"^(\d+)x(\d+)\b")
 _RATE_RE = re.compile(r"^([\d.]+)(k?) (fps|tbr)$")
 
@@ -292,6 +293,7 @@ def _build(file: Path, header: list[str], video: _VideoStream, packets: _Packets
         timecode=timecode,
         start_frame=start_frame,
         has_alpha=has_alpha,
+        comment=_comment(header),
     )
     times = None
     if packets.pts is not None and packets.time_base is not None:
@@ -371,6 +373,17 @@ def _pixel_format_table(exe: str) -> dict[str, tuple[int, bool]]:
 def _timecode(lines: list[str]) -> str | None:
     for line in lines:
         match = _TIMECODE_RE.match(line)
+        if match:
+            return match.group(1)
+    return None
+
+
+def _comment(header: list[str]) -> str | None:
+    """The container-level `comment` (the lines before the first stream)."""
+    for line in header:
+        if _STREAM_RE.match(line) or _ANY_STREAM_RE.match(line):
+            break
+        match = _COMMENT_RE.match(line)
         if match:
             return match.group(1)
     return None

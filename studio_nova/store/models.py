@@ -128,10 +128,13 @@ class Base(DeclarativeBase):
 
 class Timeline(Base):
     __tablename__ = "timelines"
+    __table_args__ = (Index("uq_timelines_slug", "slug", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     path: Mapped[str] = mapped_column(Text, unique=True)
     name: Mapped[str] = mapped_column(Text)
+    # File name of the cut's conformed outputs, unique in the store (allocated once).
+    slug: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -144,6 +147,7 @@ class Shot(Base):
         CheckConstraint("first_frame >= 0 AND last_frame >= first_frame", name="frame_range"),
         CheckConstraint("rate_num > 0 AND rate_den > 0", name="rate"),
         Index("ix_shots_status", "status"),
+        Index("uq_shots_slug", "slug", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -164,6 +168,11 @@ class Shot(Base):
     fingerprint: Mapped[str] = mapped_column(String(128))
     worker: Mapped[str | None] = mapped_column(String(255))
     claimed_at: Mapped[datetime | None] = mapped_column()
+    # Folder name of the shot's keyframes, renders and work files, unique in the store.
+    slug: Mapped[str | None] = mapped_column(Text)
+    # The render the shot's clip is conformed to: its own, or another shot's with the same
+    # identity (the same shot in two cuts). No foreign key: renders already point at shots.
+    render_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -226,6 +235,7 @@ class Render(Base):
     __table_args__ = (
         UniqueConstraint("shot_id", "version"),
         CheckConstraint(_in("status", RenderStatus), name="status"),
+        Index("ix_renders_identity", "identity"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -238,6 +248,9 @@ class Render(Base):
     proxy_path: Mapped[str | None] = mapped_column(Text)
     qc: Mapped[dict[str, Any] | None] = mapped_column()
     error: Mapped[str | None] = mapped_column(Text)
+    # Hash of everything that decides the render's pixels, and what it was computed from.
+    identity: Mapped[str | None] = mapped_column(String(64))
+    inputs: Mapped[dict[str, Any] | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column()
 

@@ -34,6 +34,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlch
 from sqlalchemy.orm import Session, sessionmaker
 
 from studio_nova.errors import ReviewError, StateTransitionError, StoreError
+from studio_nova.naming import first_free
 from studio_nova.store.models import (
     ALLOWED_TRANSITIONS,
     Chunk,
@@ -74,6 +75,7 @@ class TimelineRecord:
     name: str
     created_at: datetime
     updated_at: datetime
+    slug: str | None = None  # file name of its conformed outputs (unique in the store)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,8 @@ class ShotRecord:
     claimed_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    slug: str | None = None  # folder name of its keyframes / renders / work (unique in the store)
+    render_id: int | None = None  # the render its clip is conformed to
 
     @property
     def frame_count(self) -> int:
@@ -171,6 +175,8 @@ class RenderRecord:
     error: str | None
     created_at: datetime
     finished_at: datetime | None
+    identity: str | None = None
+    inputs: dict[str, Any] | None = None
 
     @property
     def label(self) -> str:
@@ -196,7 +202,7 @@ class ChunkRecord:
 
 
 def _timeline_record(row: Timeline) -> TimelineRecord:
-    return TimelineRecord(row.id, row.path, row.name, row.created_at, row.updated_at)
+    return TimelineRecord(row.id, row.path, row.name, row.created_at, row.updated_at, row.slug)
 
 
 def _shot_record(row: Shot, edit: dict[str, Any]) -> ShotRecord:
@@ -207,7 +213,7 @@ def _shot_record(row: Shot, edit: dict[str, Any]) -> ShotRecord:
         bit_depth=row.bit_depth, status=row.status, error=row.error,
         edit_version=row.edit_version, edit=dict(edit), fingerprint=row.fingerprint,
         worker=row.worker, claimed_at=row.claimed_at, created_at=row.created_at,
-        updated_at=row.updated_at,
+        updated_at=row.updated_at, slug=row.slug, render_id=row.render_id,
     )
 
 
@@ -237,7 +243,8 @@ def _render_record(row: Render) -> RenderRecord:
     return RenderRecord(
         row.id, row.shot_id, row.version, row.edit_version, row.codec, row.status, row.path,
         row.proxy_path, dict(row.qc) if row.qc is not None else None, row.error,
-        row.created_at, row.finished_at,
+        row.created_at, row.finished_at, row.identity,
+        dict(row.inputs) if row.inputs is not None else None,
     )
 
 
@@ -484,9 +491,13 @@ def _move(
     """Apply one lifecycle step; every state change goes through here."""
     current = ShotStatus(shot.status)
     allowed = ALLOWED_TRANSITIONS[current]
-    opens_render = new_render and current is ShotStatus.RENDERED and to is ShotStatus.RENDERING
+    opens_render = (
+        new_render
+        and current in (ShotStatus.RENDERED, ShotStatus.CONFORMED)
+        and to is ShotStatus.RENDERING
+    )
     if to not in allowed and not opens_render:
-        if current is ShotStatus.RENDERED and to is ShotStatus.RENDERING:
+        if current in (ShotStatus.RENDERED, ShotStatus.CONFORMED) and to is ShotStatus.RENDERING:
             why = "a rendered shot is re-rendered only through start_render (a new render version)"
         else:
             why = f"from {current.value!r} a shot may go to {', '.join(sorted(allowed))}"
@@ -497,6 +508,15 @@ def _move(
     shot.claimed_at = None  # a claim holds for the status it was made in
     if error is not None:
         shot.error = error
+
+
+def _allocate_slug(session: Session, column: Any, candidates: Sequence[str], fallback: str) -> str:
+    """A name no row of `column`'s table holds yet (`studio_nova.naming.first_free`).
+
+    Names are allocated by the store (not derived from names each time) so that any two shots,
+    or two cuts, of one store get distinct output paths, whatever their names."""
+    taken = session.scalars(select(column).where(column.is_not(None)))
+    return first_free([c for c in candidates if c] or [fallback], taken)
 
 
 # --------------------------------------------------------------------------------------------
@@ -611,8 +631,11 @@ class Store:
 
     # ---------------------------------------------------------------- timelines
 
-    def upsert_timeline(self, path: str | os.PathLike[str], name: str) -> int:
-        """The id of the timeline at `path`, created on first sight (its name kept current)."""
+    def upsert_timeline(
+        self, path: str | os.PathLike[str], name: str, slugs: Sequence[str] = ()
+    ) -> int:
+        """The id of the timeline at `path`, created on first sight (its name kept current).
+        A new timeline gets the first of `slugs` no other timeline of the store has."""
         path_text = _text("path", os.fspath(path))
         name = _text("name", name)
         with self._tx(write=True) as s:
@@ -622,6 +645,8 @@ class Store:
                 s.add(row)
             elif row.name != name:
                 row.name = name
+            if row.slug is None:
+                row.slug = _allocate_slug(s, Timeline.slug, slugs, "cut")
             s.flush()
             return row.id
 
@@ -653,8 +678,10 @@ class Store:
         bit_depth: int,
         edit: dict[str, Any],
         fingerprint: str,
+        slugs: Sequence[str] = (),
     ) -> ShotRecord:
-        """Record a shot of the cut. Same fingerprint: the stored shot, state kept (a rerun goes
+        """Record a shot of the cut. A new shot gets the first of `slugs` no other shot of the
+        store has (its folder name). Same fingerprint: the stored shot, state kept (a rerun goes
         on where it stopped). New fingerprint: a new edit version, back to `ingested`; earlier
         edit requests, keyframes and renders stay, and an unfinished render is closed as failed
         because it renders a request that no longer stands."""
@@ -678,12 +705,17 @@ class Store:
             ).one_or_none()
             if row is not None and row.fingerprint == fingerprint:
                 row.name = name
+                if row.slug is None:
+                    row.slug = _allocate_slug(s, Shot.slug, slugs, "shot")
                 return self._load_shot(s, row.id)
             if row is None:
                 row = Shot(timeline_id=timeline_id, key=key, edit_version=1)
+                row.slug = _allocate_slug(s, Shot.slug, slugs, "shot")
                 s.add(row)
             else:
                 row.edit_version += 1
+                row.slug = row.slug or _allocate_slug(s, Shot.slug, slugs, "shot")
+                row.render_id = None  # its render renders a request that no longer stands
                 self._supersede_renders(s, row)
             row.name, row.media = name, media_text
             row.first_frame, row.last_frame = first_frame, last_frame
@@ -729,11 +761,18 @@ class Store:
             return [_shot_record(row, edit) for row, edit in s.execute(query)]
 
     def find_shots(self, name_or_key: str, timeline_id: int | None = None) -> list[ShotRecord]:
-        """Shots whose name or key equals `name_or_key`, ignoring case (what a person types)."""
+        """Shots whose name, key or folder name (slug) equals `name_or_key`, ignoring case (what
+        a person types; the slug tells apart same-named shots of two cuts in one run folder)."""
         wanted = _text("name_or_key", name_or_key).lower()
         query = (
             _shot_select()
-            .where(or_(func.lower(Shot.name) == wanted, func.lower(Shot.key) == wanted))
+            .where(
+                or_(
+                    func.lower(Shot.name) == wanted,
+                    func.lower(Shot.key) == wanted,
+                    func.lower(Shot.slug) == wanted,
+                )
+            )
             .order_by(Shot.id)
         )
         if timeline_id is not None:
@@ -931,30 +970,43 @@ class Store:
 
     # ---------------------------------------------------------------- renders
 
-    def start_render(self, shot_id: int, codec: str) -> RenderRecord:
-        """The shot's unfinished render of its current edit (resumed), or a new render version
-        (1, 2, ... -> v001, v002); the shot moves to `rendering` either way."""
+    def start_render(
+        self,
+        shot_id: int,
+        codec: str,
+        *,
+        identity: str | None = None,
+        inputs: dict[str, Any] | None = None,
+    ) -> RenderRecord:
+        """The shot's unfinished render of its current edit and `identity` (resumed), or a new
+        render version (1, 2, ... -> v001, v002); the shot moves to `rendering` either way.
+
+        An unfinished render of another identity (the backend, the keyframes or the encoder
+        changed since it started) is closed as failed, never resumed: its chunks would not fit."""
         codec = _text("codec", codec)
+        if identity is not None:
+            identity = _text("identity", identity)
+        inputs = _json("inputs", inputs) if inputs is not None else None
         with self._tx(write=True) as s:
             shot = self._shot_row(s, shot_id, lock=True)
             unfinished = s.scalars(
                 select(Render)
-                .where(
-                    Render.shot_id == shot_id,
-                    Render.edit_version == shot.edit_version,
-                    Render.status == RenderStatus.RENDERING.value,
-                )
+                .where(Render.shot_id == shot_id, Render.status == RenderStatus.RENDERING.value)
                 .order_by(Render.version.desc())
-                .limit(1)
-            ).first()
-            if unfinished is not None:
-                _move(shot, ShotStatus.RENDERING)
-                return _render_record(unfinished)
+            ).all()
+            for render in unfinished:
+                if render.edit_version == shot.edit_version and render.identity == identity:
+                    _move(shot, ShotStatus.RENDERING)
+                    return _render_record(render)
+                render.status = RenderStatus.FAILED.value
+                render.error = "superseded: what decides its pixels changed before it finished"
+                render.finished_at = utcnow()
             _move(shot, ShotStatus.RENDERING, new_render=True)
             latest = s.scalar(select(func.max(Render.version)).where(Render.shot_id == shot_id))
             row = Render(
                 shot_id=shot_id, version=(latest or 0) + 1, edit_version=shot.edit_version,
-                codec=codec, status=RenderStatus.RENDERING.value,
+                codec=codec, status=RenderStatus.RENDERING.value, identity=identity,
+                inputs=inputs,
             )
             s.add(row)
             s.flush()
@@ -993,11 +1045,61 @@ class Store:
                     shot=shot.name, render_id=render_id,
                 )
             _move(shot, ShotStatus.RENDERED)
+            shot.render_id = render.id
             render.status = RenderStatus.COMPLETE.value
             render.path, render.proxy_path, render.qc = path_text, proxy_text, qc
             render.finished_at = utcnow()
             s.flush()
             return _render_record(render)
+
+    def link_render(self, shot_id: int, render_id: int) -> ShotRecord:
+        """Make a complete render (the shot's own, or another shot's with the same identity) the
+        one the shot is conformed to, and move the shot to `rendered`; nothing is rendered.
+        An unfinished render of the shot is closed: the linked one replaces it."""
+        with self._tx(write=True) as s:
+            shot = self._shot_row(s, shot_id, lock=True)
+            render = self._render_row(s, render_id)
+            if render.status != RenderStatus.COMPLETE.value:
+                raise StoreError(
+                    f"render v{render.version:03d} (id {render_id}) is {render.status!r}; only a "
+                    "complete render can be linked", shot=shot.name, render_id=render_id,
+                )
+            linkable = (ShotStatus.APPROVED, ShotStatus.RENDERING, ShotStatus.RENDERED,
+                        ShotStatus.CONFORMED)
+            if ShotStatus(shot.status) not in linkable:
+                raise _transition_error(shot, ShotStatus.RENDERED, "only an approved shot is linked to a render")
+            for own in s.scalars(
+                select(Render).where(
+                    Render.shot_id == shot_id, Render.status == RenderStatus.RENDERING.value
+                )
+            ):
+                own.status, own.finished_at = RenderStatus.FAILED.value, utcnow()
+                own.error = f"superseded: linked to the identical render id {render_id}"
+            if shot.render_id != render_id or shot.status != ShotStatus.CONFORMED.value:
+                shot.status, shot.claimed_at = ShotStatus.RENDERED.value, None
+            shot.render_id = render_id
+            return self._load_shot(s, shot_id)
+
+    def find_render(self, identity: str) -> RenderRecord | None:
+        """The newest complete render with this identity, of any shot of the store."""
+        identity = _text("identity", identity)
+        with self._tx(write=False) as s:
+            row = s.scalars(
+                select(Render)
+                .where(Render.identity == identity, Render.status == RenderStatus.COMPLETE.value)
+                .order_by(Render.id.desc())
+                .limit(1)
+            ).first()
+            return _render_record(row) if row is not None else None
+
+    def current_render(self, shot_id: int) -> RenderRecord | None:
+        """The render the shot's clip is conformed to; None when the shot has none that stands
+        (never rendered, or its request changed since)."""
+        with self._tx(write=False) as s:
+            shot = self._shot_row(s, shot_id)
+            if shot.render_id is None:
+                return None
+            return _render_record(self._render_row(s, shot.render_id))
 
     def fail_render(self, render_id: int, error: str) -> RenderRecord:
         """Close a render as failed; a shot still rendering it moves to `failed` with the reason.
