@@ -24,6 +24,8 @@ from studio_nova.ingest import path_of_url, seconds
 from studio_nova.media.encode import VideoWriter
 from studio_nova.media.timecode import frames_to_timecode, nominal_fps, snap_rate
 
+from test_pipeline import _timeline
+
 W, H = 64, 36
 FORMATS = ("fcp_xml", "cmx_3600", "fcpx_xml", "AAF")
 # (exact rate of the media, the float rate NLE exports put in the cut)
@@ -63,15 +65,6 @@ def _clip(name: str, media: Path, start: int, duration: int, rate: float, media_
     if edit is not None:
         clip.metadata["studio_nova"] = {"edit": edit}
     return clip
-
-
-def _timeline(path: Path, items) -> Path:
-    track = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
-    track.extend(items)
-    timeline = otio.schema.Timeline(name=path.stem)
-    timeline.tracks.append(track)
-    otio.adapters.write_to_file(timeline, str(path))
-    return path
 
 
 def _gap(duration: int, rate: float) -> otio.schema.Gap:
