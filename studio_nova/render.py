@@ -167,13 +167,11 @@ def render_shot(
     if not _ours(master_path, tag, frames, shot):
         master_path.parent.mkdir(parents=True, exist_ok=True)
         concat(segments, master_path, timecode=timecode, comment=tag)
-    master = master_path
     if not _ours(proxy_path, tag, frames, shot):
-        make_proxy(master, proxy_path, crf=encode.proxy_crf, comment=tag)
-    proxy = proxy_path
+        make_proxy(master_path, proxy_path, crf=encode.proxy_crf, comment=tag)
     elapsed = time.perf_counter() - started
-    report = _shot_qc(work_dir, len(chunks), last_frame - first_frame + 1, rendered_frames, elapsed)
-    return RenderResult(master=master, proxy=proxy, frames=last_frame - first_frame + 1, qc=report)
+    report = _shot_qc(work_dir, len(chunks), frames, rendered_frames, elapsed)
+    return RenderResult(master=master_path, proxy=proxy_path, frames=frames, qc=report)
 
 
 def _render_chunk(
