@@ -28,12 +28,13 @@ from pathlib import Path
 import numpy as np
 import opentimelineio as otio
 
-from studio_nova import pipeline, qc
-from studio_nova.config import Settings
-from studio_nova.frames import to_float
+from studio_nova import workflow
+from studio_nova.config import load_settings
+from studio_nova.footage.greenscreen import make_greenscreen
 from studio_nova.media.decode import read_frames
+from studio_nova.media.frames import to_float
 from studio_nova.media.probe import probe
-from studio_nova.synthetic_greenscreen import make_greenscreen
+from studio_nova.render import qc
 
 CASES = {
     # name: (make_greenscreen options, matte request)
@@ -84,10 +85,10 @@ def run_case(root: Path, name: str, frames: int, width: int, height: int) -> dic
     cut = folder / "cut.otio"
     otio.adapters.write_to_file(timeline, str(cut))
 
-    ws = pipeline.Workspace.open(folder / "out", Settings())
+    ws = workflow.Workspace.open(folder / "out", load_settings())
     started = time.perf_counter()
     try:
-        [outcome] = pipeline.run_cut(ws, cut, auto_approve=True).to_dict()["shots"]
+        [outcome] = workflow.run_cut(ws, cut, auto_approve=True).to_dict()["shots"]
     finally:
         ws.close()
     seconds = time.perf_counter() - started

@@ -25,14 +25,15 @@ from typing import Callable
 import numpy as np
 import opentimelineio as otio
 
-from studio_nova import pipeline, qc
-from studio_nova.config import Settings
-from studio_nova.frames import from_float, to_float
-from studio_nova.keyframe_files import keyframe_filename, write_png
+from studio_nova import workflow
+from studio_nova.config import load_settings
+from studio_nova.cut.plan import plan_keyframes
+from studio_nova.footage.synthetic import colour_grade
 from studio_nova.media.decode import read_frames
+from studio_nova.media.frames import from_float, to_float
+from studio_nova.media.keyframe_files import keyframe_filename, write_png
 from studio_nova.media.probe import probe
-from studio_nova.plan import plan_keyframes
-from studio_nova.synthetic import colour_grade
+from studio_nova.render import qc
 from studio_nova_plugins.editors.recolor import recolor_image
 
 CLIPS = {"carphone": "carphone_pristine.mp4", "bikes": "bikes.mp4", "bunny": "bigbuckbunny.mp4"}
@@ -101,9 +102,9 @@ def run_clip(name: str, out: Path) -> list[dict]:
         cut = folder / "cut.otio"
         otio.adapters.write_to_file(timeline, str(cut))
 
-        ws = pipeline.Workspace.open(folder / "out", Settings())
+        ws = workflow.Workspace.open(folder / "out", load_settings())
         began = time.perf_counter()
-        report = pipeline.run_cut(ws, cut, auto_approve=True).to_dict()
+        report = workflow.run_cut(ws, cut, auto_approve=True).to_dict()
         elapsed = time.perf_counter() - began
         ws.close()
         [shot] = report["shots"]

@@ -19,8 +19,9 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from studio_nova.errors import StoreError
-from studio_nova.store.models import Base
-from studio_nova.store.store import IMMEDIATE, MIGRATION_LOCK_ID, create_store_engine
+from studio_nova.store.engine import IMMEDIATE, create_store_engine
+from studio_nova.store.migrations import MIGRATION_LOCK_ID
+from studio_nova.store.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -8,6 +8,7 @@ copy of the repository.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
@@ -31,8 +32,18 @@ from prefect.flow_runs import resume_flow_run
 from prefect.schedules import Cron
 from prefect.workers.process import ProcessWorker
 
-from studio_nova.review_gate import Answer, shot_tag, store_tag
-from studio_nova.server import CPU_POOL, GPU_POOL
+from studio_nova.app.server import CPU_POOL, GPU_POOL
+from studio_nova.workflow.review_gate import Answer
+
+
+def store_tag(store_url: str) -> str:
+    """A short, stable name for a store, so flow runs of two output folders never get mixed up."""
+    return "studio-nova-store-" + hashlib.sha256(store_url.encode()).hexdigest()[:12]
+
+
+def shot_tag(store_url: str, shot_id: int) -> str:
+    return f"{store_tag(store_url)}-shot-{shot_id}"
+
 
 NIGHTLY_CRON = "0 1 * * *"  # 01:00 every night, after the day's reviews
 ACTIVE_STATES = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED]

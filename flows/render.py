@@ -12,10 +12,10 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from studio_nova import pipeline
-from studio_nova.config import Settings
+from studio_nova import workflow
+from studio_nova.config import load_settings
 from studio_nova.errors import StudioNovaError
-from studio_nova.review_page import Still, stills_markdown
+from studio_nova.workflow.review_page import Still, stills_markdown
 from studio_nova_flows.run import render_task
 
 
@@ -25,9 +25,9 @@ def render_flow(
 ) -> dict[str, Any]:
     """Render the named shots (default: every approved, unrendered one), then conform their cuts."""
     logger = get_run_logger()
-    ws = pipeline.Workspace.open(out, Settings())
+    ws = workflow.Workspace.open(out, load_settings())
     try:
-        targets = list(shot_ids) if shot_ids is not None else pipeline.renderable_shots(ws)
+        targets = list(shot_ids) if shot_ids is not None else workflow.renderable_shots(ws)
     finally:
         ws.close()
     logger.info("rendering %d shots: %s", len(targets), targets)
@@ -40,18 +40,18 @@ def render_flow(
 def conform_flow(out: str, timeline_id: int | None = None, formats: list[str] | None = None) -> dict[str, Any]:
     """Write the conformed cut(s) and publish the QC table and before/after stills."""
     logger = get_run_logger()
-    ws = pipeline.Workspace.open(out, Settings())
+    ws = workflow.Workspace.open(out, load_settings())
     try:
         written: dict[str, Any] = {}
         timelines = [t for t in ws.store.timelines() if timeline_id is None or t.id == timeline_id]
         for timeline in timelines:
             try:
-                paths = pipeline.conform_timeline(ws, timeline.id, formats=list(formats or []))
+                paths = workflow.conform_timeline(ws, timeline.id, formats=list(formats or []))
                 written[timeline.name] = {k: str(v) for k, v in paths.items()}
             except StudioNovaError as exc:
                 logger.error("conform of %s failed: %s", timeline.name, exc)
                 written[timeline.name] = {"error": str(exc)}
-        rows = pipeline.qc_rows(ws, timeline_id)
+        rows = workflow.qc_rows(ws, timeline_id)
         create_table_artifact(
             table=rows or [{"shot": "(none rendered yet)"}],
             key="studio-nova-qc",
@@ -60,12 +60,12 @@ def conform_flow(out: str, timeline_id: int | None = None, formats: list[str] | 
         stills = []
         for shot in ws.store.shots(timeline_id=timeline_id):
             try:
-                still = pipeline.before_after_still(ws, shot.id)
+                still = workflow.before_after_still(ws, shot.id)
             except StudioNovaError as exc:
                 logger.warning("no still for %s: %s", shot.name, exc)
                 continue
             if still is not None:
-                latest = pipeline.linked_render(ws, shot)
+                latest = workflow.linked_render(ws, shot)
                 version = f"v{latest.version:03d}" if latest else "?"
                 stills.append(Still(shot.name, version, still[0], still[1], still[2]))
         create_markdown_artifact(

@@ -16,9 +16,10 @@ from prefect.flow_runs import suspend_flow_run
 from prefect.input import RunInput
 from pydantic import Field
 
-from studio_nova import pipeline, review_gate
-from studio_nova.config import Settings
-from studio_nova.review_page import review_markdown
+from studio_nova import workflow
+from studio_nova.config import load_settings
+from studio_nova.workflow import review_gate
+from studio_nova.workflow.review_page import review_markdown
 from studio_nova_flows import deployments
 
 
@@ -34,7 +35,7 @@ class ReviewInput(RunInput):
     new_seed: int | None = Field(None, description="optional, on reject: a new seed for the re-edit")
 
 
-def _ask(ws: pipeline.Workspace, shot_id: int, version: int, hours: float) -> review_gate.Answer | None:
+def _ask(ws: workflow.Workspace, shot_id: int, version: int, hours: float) -> review_gate.Answer | None:
     """Suspend until a usable answer arrives; an unusable one is asked again with the reason on
     the page. None when the store was answered elsewhere (the CLI) meanwhile."""
     problem = None
@@ -64,11 +65,11 @@ def _ask(ws: pipeline.Workspace, shot_id: int, version: int, hours: float) -> re
 def review_flow(out: str, shot_id: int, backend: str | None = None, formats: list[str] | None = None) -> str:
     """Edit (or re-edit) one shot's keyframes, wait for a reviewer, and queue the approved render."""
     logger = get_run_logger()
-    ws = pipeline.Workspace.open(out, Settings())
+    ws = workflow.Workspace.open(out, load_settings())
     try:
         hours = review_gate.review_timeout_hours(ws.settings)
         while True:
-            pipeline.guarded(ws, shot_id, lambda: pipeline.prepare_shot(ws, shot_id))
+            workflow.guarded(ws, shot_id, lambda: workflow.prepare_shot(ws, shot_id))
             shot = ws.store.shot(shot_id)
             if shot.status != "in_review":
                 break

@@ -1,7 +1,7 @@
-"""Prefect flows for `studio-nova run`: thin wrappers over `studio_nova.pipeline`.
+"""Prefect flows for `studio-nova run`: thin wrappers over `studio_nova.workflow`.
 
 Each shot's steps are separate tasks so the Prefect UI shows, per shot, where it is and why it
-failed; the domain logic (and idempotency) lives in `studio_nova.pipeline`.
+failed; the domain logic (and idempotency) lives in `studio_nova.workflow`.
 
 With `gate=True` (a Prefect server with the project's deployments) the flow renders nothing
 itself: a shot waiting for review gets its own review-gate run, and approved shots are queued on
@@ -16,19 +16,19 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-from studio_nova import pipeline
-from studio_nova.config import Settings
+from studio_nova import workflow
+from studio_nova.config import load_settings
 
 
-def _workspace(out: str) -> pipeline.Workspace:
-    return pipeline.Workspace.open(out, Settings())
+def _workspace(out: str) -> workflow.Workspace:
+    return workflow.Workspace.open(out, load_settings())
 
 
 @task(name="ingest")
 def ingest_task(timeline: str, out: str) -> dict[str, Any]:
     ws = _workspace(out)
     try:
-        report = pipeline.ingest_cut(ws, timeline)
+        report = workflow.ingest_cut(ws, timeline)
         return {"timeline_id": report.timeline_id, "shot_ids": report.shot_ids, "problems": report.problems}
     finally:
         ws.close()
@@ -38,7 +38,7 @@ def ingest_task(timeline: str, out: str) -> dict[str, Any]:
 def prepare_task(out: str, shot_id: int, auto_approve: bool) -> str:
     ws = _workspace(out)
     try:
-        pipeline.guarded(ws, shot_id, lambda: pipeline.prepare_shot(ws, shot_id, auto_approve=auto_approve))
+        workflow.guarded(ws, shot_id, lambda: workflow.prepare_shot(ws, shot_id, auto_approve=auto_approve))
         return ws.store.shot(shot_id).status
     finally:
         ws.close()
@@ -49,7 +49,7 @@ def render_task(out: str, shot_id: int, backend: str | None) -> str:
     ws = _workspace(out)
     try:
         shot = ws.store.shot(shot_id)
-        if shot.status not in pipeline.RENDERABLE:
+        if shot.status not in workflow.RENDERABLE:
             return shot.status
         artifact: list[Any] = []  # made at the first finished chunk: an up-to-date render has none
 
@@ -60,7 +60,7 @@ def render_task(out: str, shot_id: int, backend: str | None) -> str:
                 ))
             update_progress_artifact(artifact_id=artifact[0], progress=100.0 * done / total)
 
-        pipeline.guarded(ws, shot_id, lambda: pipeline.render(ws, shot_id, backend=backend, progress=progress))
+        workflow.guarded(ws, shot_id, lambda: workflow.render(ws, shot_id, backend=backend, progress=progress))
         return ws.store.shot(shot_id).status
     finally:
         ws.close()
@@ -70,8 +70,8 @@ def render_task(out: str, shot_id: int, backend: str | None) -> str:
 def finish_task(out: str, report: dict[str, Any], timeline: str, formats: list[str]) -> dict[str, Any]:
     ws = _workspace(out)
     try:
-        ingest = pipeline.IngestReport(**report)
-        return pipeline.finish_run(ws, ingest, timeline, formats).to_dict()
+        ingest = workflow.IngestReport(**report)
+        return workflow.finish_run(ws, ingest, timeline, formats).to_dict()
     finally:
         ws.close()
 
@@ -85,7 +85,7 @@ def gate_task(out: str, shot_ids: list[int], backend: str | None, formats: list[
     try:
         url, folder = ws.store.url, str(ws.out)
         statuses = {i: ws.store.shot(i).status for i in shot_ids}
-        stale = [i for i in shot_ids if pipeline.needs_render(ws, i, backend)]
+        stale = [i for i in shot_ids if workflow.needs_render(ws, i, backend)]
     finally:
         ws.close()
     opened = {}
@@ -107,7 +107,7 @@ def run_shots(
     logger.info("%d shots to edit, %d clips skipped", len(report["shot_ids"]), len(report["problems"]))
     for shot_id in report["shot_ids"]:
         status = prepare_task(out, shot_id, auto_approve)
-        if not gate and status in pipeline.RENDERABLE:
+        if not gate and status in workflow.RENDERABLE:
             render_task(out, shot_id, backend)
     result = finish_task(out, report, timeline, formats)
     if gate:

@@ -11,7 +11,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    update_progress_artifact,
+)
 
 if TYPE_CHECKING:  # the model stack (torch, diffusers) is an optional extra: imported when a run starts
     from studio_nova.training.trainer import TrainProgress, TrainResult
@@ -30,6 +34,8 @@ def train_flow(
 ) -> dict[str, Any]:
     """Train (or, from `adapter`, fine-tune) the NOVA adapter on the clips of `data` (a folder
     or a cut) into `out`; `config` is `full` (default for a new run) or `tiny`."""
+    from studio_nova.config import load_settings
+    from studio_nova.media.ffmpeg_bin import configure_ffmpeg
     from studio_nova.training.trainer import train
 
     logger = get_run_logger()
@@ -49,8 +55,10 @@ def train_flow(
         if p.checkpoint is not None:
             logger.info("step %d/%d: loss %.5f, checkpoint %s", p.step, p.total, p.mean_loss, p.checkpoint)
 
+    settings = load_settings()
+    configure_ffmpeg(settings.ffmpeg)  # the training clips are decoded in this process
     result = train(data, out, config, steps=steps, resume=resume, base=base, adapter=adapter, device=device,
-                   progress=progress)
+                   progress=progress, default_base=settings.nova_base)
     create_markdown_artifact(
         markdown=summary_markdown(result), key="studio-nova-train", description=f"NOVA adapter training in {out}"
     )
@@ -59,8 +67,8 @@ def train_flow(
 
 def summary_markdown(result: TrainResult) -> str:
     """The finished run for a person: loss, checkpoint, throughput, and what it learnt from."""
-    from studio_nova.keyframe_files import read_png_samples
-    from studio_nova.review_page import data_uri
+    from studio_nova.media.keyframe_files import read_png_samples
+    from studio_nova.workflow.review_page import data_uri
 
     loss = result.loss_summary()
     speed = result.throughput

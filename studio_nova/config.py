@@ -1,11 +1,17 @@
 """All configuration in one pydantic-settings model (environment prefix `STUDIO_NOVA_`).
 
 Every field is documented in the README's configuration table; keep the two in step.
+
+Settings are built once, at the edge of a process (the CLI, a flow, a benchmark, `Workspace.open`
+when given none), with `load_settings()`, and passed down from there: the workflow hands them to
+plugins in their contexts (`EditContext.settings`, `MatteContext.settings`,
+`BackgroundContext.settings`) and to the registry (`load_plugin(..., settings=)`, which calls a
+plugin's `from_settings`). Library and plugin code never reads the environment itself.
+`Settings(...)` stays constructible directly, for tests.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +19,6 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from studio_nova.errors import ConfigError
-
 
 # Each cron field: its name, its range, and the names it accepts (JAN…DEC, SUN…SAT) in place of numbers.
 _CRON_FIELDS = (
@@ -164,8 +169,3 @@ def load_settings(**overrides: Any) -> Settings:
             for err in exc.errors()
         )
         raise ConfigError(f"invalid setting: {problems}") from None
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return load_settings()

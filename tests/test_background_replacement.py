@@ -11,14 +11,16 @@ import numpy as np
 import opentimelineio as otio
 import pytest
 
-from studio_nova import pipeline, qc
+from studio_nova import workflow
+
+from studio_nova.render import qc
 from studio_nova.config import Settings
-from studio_nova.frames import to_float
+from studio_nova.media.frames import to_float
 from studio_nova.media.decode import read_frames
 from studio_nova.media.probe import probe
-from studio_nova.synthetic_greenscreen import make_greenscreen
+from studio_nova.footage.greenscreen import make_greenscreen
 from studio_nova.testing import run_editor_conformance
-from studio_nova.editing import Keyframe, ShotSource
+from studio_nova.plugin_api.editing import Keyframe, ShotSource
 from studio_nova_plugins.editors.background import BackgroundEditor
 
 W, H, N = 256, 144, 30
@@ -82,9 +84,9 @@ def test_a_green_screen_shot_gets_a_moving_plate_behind_its_subject(shot, tmp_pa
     root, gs, files = shot
     media = files["alpha"] if variant == "alpha" else files["source"]
     cut = _cut(root, media, matte, f"cut_{variant}")
-    ws = pipeline.Workspace.open(tmp_path / "out", Settings(**SETTINGS))
+    ws = workflow.Workspace.open(tmp_path / "out", Settings(**SETTINGS))
     try:
-        report = pipeline.run_cut(ws, cut, auto_approve=True).to_dict()
+        report = workflow.run_cut(ws, cut, auto_approve=True).to_dict()
         [outcome] = report["shots"]
         assert outcome["status"] == "conformed", outcome.get("error")
         [record] = ws.store.shots()
@@ -154,7 +156,7 @@ def test_mattes_and_backgrounds_list_say_what_is_ready(monkeypatch):
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("STUDIO_NOVA_")}
     for kind, ready, waiting in (("mattes", {"alpha", "file", "chroma"}, "segmentation"),
                                  ("backgrounds", {"still", "plate"}, "generator")):
-        done = subprocess.run([sys.executable, "-m", "studio_nova.cli", kind, "list", "--json"],
+        done = subprocess.run([sys.executable, "-m", "studio_nova.app.cli", kind, "list", "--json"],
                               capture_output=True, text=True, env=env, timeout=120)
         assert done.returncode == 0, done.stderr
         statuses = {s["name"]: s for s in json.loads(done.stdout)[kind]}
@@ -176,9 +178,9 @@ def test_backend_nova_keeps_every_foreground_pixel_of_the_source(shot, tmp_path,
     monkeypatch.setenv("STUDIO_NOVA_DEVICE", "cpu")
     root, gs, files = shot
     cut = _cut(root, files["source"], {"source": "file", "params": {"path": "mattes/GS001_matte.mkv"}}, "cut_nova")
-    ws = pipeline.Workspace.open(tmp_path / "out", Settings(**SETTINGS))
+    ws = workflow.Workspace.open(tmp_path / "out", Settings(**SETTINGS))
     try:
-        [outcome] = pipeline.run_cut(ws, cut, backend="nova", auto_approve=True).to_dict()["shots"]
+        [outcome] = workflow.run_cut(ws, cut, backend="nova", auto_approve=True).to_dict()["shots"]
     finally:
         ws.close()
     assert outcome["status"] == "conformed", outcome.get("error")
@@ -203,9 +205,9 @@ def test_a_tracking_matte_runs_in_order_for_keyframes_and_across_render_chunks(t
     gs.write_plate(tmp_path / "plates" / "harbour.mov")
     matte = {"source": "segmentation", "params": {"model_dir": str(folder), "points": [[32, 20]]}}
     cut = _cut(tmp_path, media, matte, "cut_sam", frames=24)
-    ws = pipeline.Workspace.open(tmp_path / "out", Settings(chunk_length=9, chunk_overlap=4))
+    ws = workflow.Workspace.open(tmp_path / "out", Settings(chunk_length=9, chunk_overlap=4))
     try:
-        [outcome] = pipeline.run_cut(ws, cut, auto_approve=True).to_dict()["shots"]
+        [outcome] = workflow.run_cut(ws, cut, auto_approve=True).to_dict()["shots"]
         [record] = ws.store.shots()
         frames = [k.source_frame for k in ws.store.keyframes(record.id)]
     finally:

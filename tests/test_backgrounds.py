@@ -15,14 +15,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
-from studio_nova.backgrounds import BackgroundContext, check_background
-from studio_nova.errors import ConfigError, EditRequestError
-from studio_nova.media.encode import VideoWriter
-from studio_nova.plugins import BACKGROUNDS, load_plugin
 from studio_nova_plugins.backgrounds.generator import GeneratedBackground
 from studio_nova_plugins.backgrounds.plate import PlateBackground
 from studio_nova_plugins.backgrounds.still import StillBackground
+
+from studio_nova.errors import ConfigError, EditRequestError
+from studio_nova.media.encode import VideoWriter
+from studio_nova.plugin_api.backgrounds import BackgroundContext, check_background
+from studio_nova.plugin_api.registry import BACKGROUNDS, load_plugin
 
 # --- footage ---------------------------------------------------------------------------------
 
@@ -465,22 +465,18 @@ def test_given_an_image_the_generator_animates_it_without_text_to_image(tmp_path
 
 
 def test_without_weights_the_generator_names_the_settings(tmp_path, monkeypatch, tiny_models):
-    from studio_nova.config import Settings, get_settings
+    from studio_nova.config import Settings
 
     for name in ("STUDIO_NOVA_BACKGROUND_T2I_DIR", "STUDIO_NOVA_BACKGROUND_I2V_DIR"):
         monkeypatch.delenv(name, raising=False)
-    get_settings.cache_clear()
-    try:
-        with pytest.raises(ConfigError, match="set STUDIO_NOVA_BACKGROUND_I2V_DIR"):
-            GeneratedBackground(device="cpu").frames(gen_context(tmp_path), [0])
-        with pytest.raises(ConfigError, match="set STUDIO_NOVA_BACKGROUND_T2I_DIR .* or give params image"):
-            GeneratedBackground(i2v_dir=str(tiny_models[1])).frames(gen_context(tmp_path), [0])
-        with pytest.raises(ConfigError, match=r"params i2v_dir points at .*lacks the folder itself"):
-            GeneratedBackground(i2v_dir=str(tmp_path / "nowhere"), t2i_dir=str(tiny_models[0])).frames(
-                gen_context(tmp_path), [0]
-            )
-    finally:
-        get_settings.cache_clear()
+    with pytest.raises(ConfigError, match="set STUDIO_NOVA_BACKGROUND_I2V_DIR"):
+        GeneratedBackground(device="cpu").frames(gen_context(tmp_path), [0])
+    with pytest.raises(ConfigError, match="set STUDIO_NOVA_BACKGROUND_T2I_DIR .* or give params image"):
+        GeneratedBackground(i2v_dir=str(tiny_models[1])).frames(gen_context(tmp_path), [0])
+    with pytest.raises(ConfigError, match=r"params i2v_dir points at .*lacks the folder itself"):
+        GeneratedBackground(i2v_dir=str(tmp_path / "nowhere"), t2i_dir=str(tiny_models[0])).frames(
+            gen_context(tmp_path), [0]
+        )
     ready, reason = GeneratedBackground.readiness(Settings())
     assert not ready and "STUDIO_NOVA_BACKGROUND_I2V_DIR is not set" in reason
     ready, reason = GeneratedBackground.readiness(Settings(background_i2v_dir=str(tiny_models[1])))

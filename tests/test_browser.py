@@ -19,9 +19,9 @@ from pathlib import Path
 import opentimelineio as otio
 import pytest
 
-from studio_nova.server import api_url, free_port, is_healthy
+from studio_nova.app.server import api_url, free_port, is_healthy
 from studio_nova.store import Store
-from studio_nova.synthetic import make_scene
+from studio_nova.footage.synthetic import make_scene
 
 from test_pipeline import KEYED, H, W, _clip, _timeline, _write
 
@@ -59,7 +59,7 @@ def studio_server(tmp_path):
     port = free_port()
     logs = tmp_path / "logs"
     process = subprocess.Popen(
-        [sys.executable, "-m", "studio_nova.cli", "server", "--port", str(port), "--home", str(tmp_path / "home"),
+        [sys.executable, "-m", "studio_nova.app.cli", "server", "--port", str(port), "--home", str(tmp_path / "home"),
          "--logs", str(logs)],
         env=_env(port), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
@@ -90,7 +90,7 @@ def test_reviewer_sees_keyframes_in_the_prefect_ui_and_approves_through_its_form
     out = tmp_path / "out"
 
     started = subprocess.run(
-        [sys.executable, "-m", "studio_nova.cli", "run", str(cut), "--out", str(out), "--json"],
+        [sys.executable, "-m", "studio_nova.app.cli", "run", str(cut), "--out", str(out), "--json"],
         capture_output=True, text=True, timeout=300, env=_env(port), cwd=REPO,
     )
     assert started.returncode == 0, started.stderr

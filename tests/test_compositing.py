@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from studio_nova import qc
-from studio_nova.background_replace import BackgroundRequest, background_qc
-from studio_nova.compositing import (
+from studio_nova.render import qc
+from studio_nova.cut.background_request import BackgroundRequest
+from studio_nova.render.background import background_qc
+from studio_nova.media.compositing import (
     CompositeOptions,
     composite,
     despill,
@@ -18,8 +19,8 @@ from studio_nova.compositing import (
     unmix,
 )
 from studio_nova.errors import EditRequestError, PluginError, PropagationError
-from studio_nova.propagation import ChunkInput, CompositeGuide, guided_output
-from studio_nova.editing import EditedKeyframe
+from studio_nova.plugin_api.propagation import ChunkInput, CompositeGuide, guided_output
+from studio_nova.plugin_api.editing import EditedKeyframe
 
 H, W = 120, 200
 NONE = CompositeOptions(spill="none", light_wrap=0.0)
@@ -167,7 +168,7 @@ def test_requests_are_parsed_with_clear_errors(tmp_path):
 
 
 def test_a_propagator_without_guides_is_refused(tmp_path):
-    from studio_nova.render import MemoryLedger, render_shot
+    from studio_nova.render.shot import MemoryLedger, render_shot
 
     class Plain:
         name = "plain"

@@ -18,9 +18,9 @@ import opentimelineio as otio
 import pytest
 from opentimelineio.opentime import RationalTime, TimeRange
 
-from studio_nova.conform import RenderedShot, conform
+from studio_nova.cut.conform import RenderedShot, conform
 from studio_nova.errors import ConformError
-from studio_nova.ingest import path_of_url, seconds
+from studio_nova.cut.ingest import path_of_url, seconds
 from studio_nova.media.encode import VideoWriter
 from studio_nova.media.timecode import frames_to_timecode, nominal_fps, snap_rate
 

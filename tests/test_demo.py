@@ -17,7 +17,7 @@ def test_demo_meets_its_quality_targets(tmp_path):
     out = tmp_path / "demo"
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     result = subprocess.run(
-        [sys.executable, "-m", "studio_nova.cli", "demo", "--out", str(out), "--json"],
+        [sys.executable, "-m", "studio_nova.app.cli", "demo", "--out", str(out), "--json"],
         capture_output=True, text=True, timeout=900, env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio_nova.editing import EditContext, Keyframe, KeyframeEditor
+from studio_nova.plugin_api.editing import EditContext, Keyframe, KeyframeEditor
 from studio_nova.errors import EditRequestError, KeyframeError
-from studio_nova.frames import from_float, to_float
-from studio_nova.keyframe_files import (
+from studio_nova.media.frames import from_float, to_float
+from studio_nova.media.keyframe_files import (
     keyframe_filename,
     read_mask_png,
     read_png,

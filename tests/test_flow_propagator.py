@@ -15,12 +15,12 @@ import cv2
 import numpy as np
 import pytest
 
-from studio_nova import qc
-from studio_nova.editing import EditedKeyframe
+from studio_nova.render import qc
+from studio_nova.plugin_api.editing import EditedKeyframe
 from studio_nova.errors import ConfigError, KeyframeError, PropagationError, StudioNovaError
-from studio_nova.frames import from_float, to_float
-from studio_nova.propagation import ChunkInput, ChunkOutput, Propagator
-from studio_nova.synthetic import (
+from studio_nova.media.frames import from_float, to_float
+from studio_nova.plugin_api.propagation import ChunkInput, ChunkOutput, Propagator
+from studio_nova.footage.synthetic import (
     apply_through_mask,
     colour_grade,
     colour_key,

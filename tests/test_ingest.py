@@ -23,7 +23,7 @@ from studio_nova.errors import (
     MediaRangeError,
     TimelineError,
 )
-from studio_nova.ingest import (
+from studio_nova.cut.ingest import (
     _edit_request,
     EditRequest,
     edit_request_of,

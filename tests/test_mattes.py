@@ -19,19 +19,19 @@ from studio_nova_plugins.mattes.chroma import ChromaKeyMatte, key, parse_params
 from studio_nova_plugins.mattes.file import FileMatte
 from studio_nova_plugins.mattes.segmentation import SegmentationMatte
 
-from studio_nova.config import get_settings
+from studio_nova.config import load_settings
 from studio_nova.errors import (
     ConfigError,
     EditRequestError,
     MediaError,
     PropagationError,
 )
-from studio_nova.frames import to_float
-from studio_nova.mattes import Matte, MatteContext, check_matte
+from studio_nova.footage.greenscreen import make_greenscreen
 from studio_nova.media.decode import read_frames
+from studio_nova.media.frames import to_float
 from studio_nova.media.info import MediaInfo
 from studio_nova.media.probe import probe
-from studio_nova.synthetic_greenscreen import make_greenscreen
+from studio_nova.plugin_api.mattes import Matte, MatteContext, check_matte
 from studio_nova.testing.tiny_sam2 import build_tiny_sam2
 
 N, W, H = 12, 320, 180
@@ -197,8 +197,8 @@ def test_alpha_source_reads_the_files_own_alpha_frame_exact(green, tmp_path):
 def test_alpha_source_reads_png_and_animation_quicktimes(green, tmp_path, codec, pix_fmt, tolerance):
     import subprocess
 
-    from studio_nova.frames import from_float
     from studio_nova.media.ffmpeg_bin import ffmpeg_exe
+    from studio_nova.media.frames import from_float
 
     rgba = np.concatenate([np.clip(green.foreground[:4] + green.noise[:4], 0, 1), green.alpha[:4, ..., None]], -1)
     raw = tmp_path / "rgba.raw"
@@ -297,19 +297,14 @@ def test_file_source_reads_the_alpha_of_an_rgba_video(green, tmp_path):
 
 def test_segmentation_is_not_ready_without_weights(tmp_path, monkeypatch):
     monkeypatch.delenv("STUDIO_NOVA_SEGMENTATION_DIR", raising=False)
-    get_settings.cache_clear()
-    ready, reason = SegmentationMatte.readiness()
+    ready, reason = SegmentationMatte.readiness(load_settings())
     assert not ready and "STUDIO_NOVA_SEGMENTATION_DIR" in reason
     monkeypatch.setenv("STUDIO_NOVA_SEGMENTATION_DIR", str(tmp_path / "nowhere"))
-    get_settings.cache_clear()
-    try:
-        ready, reason = SegmentationMatte.readiness()
-        assert not ready and "does not exist" in reason
-        matte = SegmentationMatte(points=[[10, 10]])
-        with pytest.raises(ConfigError, match="STUDIO_NOVA_SEGMENTATION_DIR"):
-            matte.mattes(memory_context(np.zeros((2, 32, 32, 3), np.uint8)))
-    finally:
-        get_settings.cache_clear()
+    ready, reason = SegmentationMatte.readiness(load_settings())
+    assert not ready and "does not exist" in reason
+    matte = SegmentationMatte(points=[[10, 10]])
+    with pytest.raises(ConfigError, match="STUDIO_NOVA_SEGMENTATION_DIR"):  # the context's settings
+        matte.mattes(memory_context(np.zeros((2, 32, 32, 3), np.uint8)))
 
 
 def test_segmentation_prompt_params_are_validated():

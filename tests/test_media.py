@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from studio_nova.config import get_settings
+from studio_nova.config import load_settings
 from studio_nova.errors import (
     ConfigError,
     DecodeError,
@@ -23,10 +23,10 @@ from studio_nova.errors import (
     MediaError,
     MediaRangeError,
 )
-from studio_nova.frames import to_float
 from studio_nova.media.decode import read_frame, read_frames
 from studio_nova.media.encode import VideoWriter, concat, make_proxy
-from studio_nova.media.ffmpeg_bin import ffmpeg_exe
+from studio_nova.media.ffmpeg_bin import configure_ffmpeg, ffmpeg_exe
+from studio_nova.media.frames import to_float
 from studio_nova.media.probe import probe
 from studio_nova.media.timecode import frames_to_timecode, snap_rate, timecode_to_frames
 
@@ -318,13 +318,30 @@ def test_a_broken_ffmpeg_setting_is_a_config_error(monkeypatch, tmp_path):
     fake = tmp_path / "ffmpeg"
     fake.write_text("not a program")
     monkeypatch.setenv("STUDIO_NOVA_FFMPEG", str(fake))
-    get_settings.cache_clear()
     try:
+        configure_ffmpeg(load_settings().ffmpeg)  # what the edge (Workspace.open) does
         with pytest.raises(ConfigError, match="STUDIO_NOVA_FFMPEG"):
             ffmpeg_exe()
     finally:
         monkeypatch.delenv("STUDIO_NOVA_FFMPEG")
-        get_settings.cache_clear()
+        configure_ffmpeg(load_settings().ffmpeg)
+    assert Path(ffmpeg_exe()).is_file()
+
+
+def test_opening_a_workspace_configures_its_ffmpeg(monkeypatch, tmp_path):
+    from studio_nova.config import Settings
+    from studio_nova.workflow.workspace import Workspace
+
+    fake = tmp_path / "ffmpeg"
+    fake.write_text("not a program")
+    monkeypatch.delenv("STUDIO_NOVA_FFMPEG", raising=False)
+    ws = Workspace.open(tmp_path / "out", Settings(ffmpeg=str(fake)))
+    try:
+        with pytest.raises(ConfigError, match="STUDIO_NOVA_FFMPEG"):
+            ffmpeg_exe()
+    finally:
+        ws.close()
+        configure_ffmpeg(None)
     assert Path(ffmpeg_exe()).is_file()
 
 

@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 
 from studio_nova.config import Settings
-from studio_nova.editing import EditContext, Keyframe
+from studio_nova.plugin_api.editing import EditContext, Keyframe
 from studio_nova.errors import ConfigError, EditRequestError, StudioNovaError
 from studio_nova.testing import conformance_keyframes
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytest.importorskip("diffusers")
 
-from studio_nova.editor_status import editor_statuses, format_statuses  # noqa: E402
+from studio_nova.workflow.editor_status import editor_statuses, format_statuses  # noqa: E402
 from studio_nova.testing.tiny_models import ensure_tiny_model  # noqa: E402
 from studio_nova_plugins.editors import _model_editing as shared  # noqa: E402
 from studio_nova_plugins.editors.flux_kontext import FluxKontextEditor  # noqa: E402
@@ -300,8 +300,8 @@ def test_a_rejected_model_edit_is_re_edited_as_a_new_version_and_the_old_one_is_
 
     import opentimelineio as otio
 
-    from studio_nova import pipeline
-    from studio_nova.keyframe_files import read_png
+    from studio_nova import workflow
+    from studio_nova.media.keyframe_files import read_png
     from studio_nova.media.encode import VideoWriter
 
     rng = np.random.default_rng(4)
@@ -329,17 +329,17 @@ def test_a_rejected_model_edit_is_re_edited_as_a_new_version_and_the_old_one_is_
     cut = tmp_path / "cut.otio"
     otio.adapters.write_to_file(timeline, str(cut))
 
-    ws = pipeline.Workspace.open(tmp_path / "out", Settings())
+    ws = workflow.Workspace.open(tmp_path / "out", Settings())
     try:
-        [shot_id] = pipeline.ingest_cut(ws, cut).shot_ids
-        assert pipeline.prepare_shot(ws, shot_id).status == "in_review"
+        [shot_id] = workflow.ingest_cut(ws, cut).shot_ids
+        assert workflow.prepare_shot(ws, shot_id).status == "in_review"
         first = ws.store.keyframes(shot_id)
         assert [k.source_frame for k in first] == [0, 10] and first[0].seed == 5
         assert first[0].info["editor"] == "flux-kontext" and first[0].info["seed"] == 5
         kept = {k.edited_path: hashlib.sha256(Path(k.edited_path).read_bytes()).hexdigest() for k in first}
 
-        pipeline.review(ws, "sh010", "rejected", reviewer="ana", new_seed=6)
-        assert pipeline.prepare_shot(ws, shot_id).status == "in_review"
+        workflow.review(ws, "sh010", "rejected", reviewer="ana", new_seed=6)
+        assert workflow.prepare_shot(ws, shot_id).status == "in_review"
         second = ws.store.keyframes(shot_id)
         assert {k.version for k in second} == {2} and second[0].seed == 6 and second[0].info["seed"] == 6
         assert {k.version for k in ws.store.keyframes(shot_id, version=1)} == {1}

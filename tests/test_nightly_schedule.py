@@ -31,9 +31,9 @@ from sqlalchemy.exc import OperationalError
 from studio_nova.config import load_settings, validate_cron
 from studio_nova.errors import ConfigError
 from studio_nova.media.probe import probe
-from studio_nova.server import free_port
+from studio_nova.app.server import free_port
 from studio_nova.store import Store
-from studio_nova.synthetic import make_scene
+from studio_nova.footage.synthetic import make_scene
 
 from conftest import PG_URL
 from test_pipeline import KEYED, H, W, _clip, _timeline, _write
@@ -77,7 +77,7 @@ def test_when_nightly_cron_is_not_a_5_field_cron_then_the_setting_is_refused_by_
 @pytest.mark.parametrize("command", ["server", "deploy"])
 def test_when_nightly_cron_option_is_bad_then_the_command_fails_before_starting_anything(command, tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "studio_nova.cli", command, "--nightly-cron", "0 25 * * *", "--json",
+        [sys.executable, "-m", "studio_nova.app.cli", command, "--nightly-cron", "0 25 * * *", "--json",
          *(["--home", str(tmp_path / "home")] if command == "server" else [])],
         capture_output=True, text=True, timeout=120, env=_env(None), cwd=REPO,
     )
@@ -190,7 +190,7 @@ def _studio_nova_server(root: Path, out: Path, **env: str) -> Iterator[_Server]:
     server_env.update(env)
     with open(root / "server.json", "wb") as stdout, open(root / "server.err", "wb") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "studio_nova.cli", "server", "--nightly-out", str(out), "--json",
+            [sys.executable, "-m", "studio_nova.app.cli", "server", "--nightly-out", str(out), "--json",
              "--home", str(root / "home"), "--logs", str(root / "logs")],
             env=server_env, cwd=REPO, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
         )
@@ -347,8 +347,8 @@ def test_an_approved_shot_is_rendered_and_conformed_by_the_nightly_schedule_with
     assert (version, status) == (1, "complete") and path.endswith("sh010_v001.mov")
     assert Path(path).is_file() and probe(path).frame_count == 20
     # The pixels are the edit: every frame within codec loss of the recolour's truth.
-    from studio_nova import qc
-    from studio_nova.frames import to_float
+    from studio_nova.render import qc
+    from studio_nova.media.frames import to_float
     from studio_nova.media.decode import read_frames
     from studio_nova_plugins.editors.recolor import recolor_image
 

@@ -199,7 +199,7 @@ def test_an_adapter_that_does_not_fit_the_base_is_refused_naming_the_file(tiny, 
 
 
 def test_bench_model_tiny_on_cpu_reports_every_variant_in_one_run():
-    from studio_nova.bench_model import bench_model
+    from studio_nova_benchmarks.nova_model import bench_model
 
     result = bench_model("tiny", "cpu")
     variants = result["variants"]
@@ -219,7 +219,7 @@ def test_bench_model_tiny_on_cpu_reports_every_variant_in_one_run():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_bench_model_runs_on_cuda_in_bf16():
-    from studio_nova.bench_model import bench_model
+    from studio_nova_benchmarks.nova_model import bench_model
 
     result = bench_model("tiny", "cuda")
     assert result["dtype"] == "bfloat16"
@@ -233,7 +233,7 @@ def test_full_size_cost_on_the_meta_device_matches_the_design_cost_model():
     chunk of 50 CFG steps, dense branch included; whole-chunk cross-attention is not."""
     from diffusers import WanVACETransformer3DModel
 
-    from studio_nova.bench_model import _count_flops
+    from studio_nova_benchmarks.nova_model import _count_flops
     from studio_nova.models.tiny import FULL_TRANSFORMER
 
     with torch.device("meta"):

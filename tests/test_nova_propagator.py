@@ -19,24 +19,27 @@ pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from studio_nova import pipeline  # noqa: E402
-from studio_nova.config import Settings  # noqa: E402
-from studio_nova.editing import EditedKeyframe  # noqa: E402
+from studio_nova_plugins.propagators.nova import NovaPropagator, model_size  # noqa: E402
+
+from studio_nova import workflow  # noqa: E402
+from studio_nova.config import Settings, load_settings  # noqa: E402
 from studio_nova.errors import ConfigError, KeyframeError  # noqa: E402
-from studio_nova.frames import from_float, max_value, to_float  # noqa: E402
+from studio_nova.footage.synthetic import make_scene  # noqa: E402
 from studio_nova.media.decode import read_frames  # noqa: E402
 from studio_nova.media.encode import VideoWriter  # noqa: E402
+from studio_nova.media.frames import from_float, max_value, to_float  # noqa: E402
 from studio_nova.media.probe import probe  # noqa: E402
-from studio_nova.plugins import load_propagator  # noqa: E402
-from studio_nova.propagation import ChunkInput, ChunkOutput  # noqa: E402
-from studio_nova.synthetic import make_scene  # noqa: E402
-from studio_nova_plugins.propagators.nova import NovaPropagator, model_size  # noqa: E402
+from studio_nova.plugin_api.editing import EditedKeyframe  # noqa: E402
+from studio_nova.plugin_api.propagation import ChunkInput, ChunkOutput  # noqa: E402
+from studio_nova.plugin_api.registry import load_propagator  # noqa: E402
 
 W, H = 128, 72
 RATE = Fraction(25)
 
 
-from nova_fixtures import _one_thread, tiny  # noqa: E402,F401  (shared fixtures)
+import nova_fixtures  # noqa: E402
+
+_one_thread, tiny = nova_fixtures._one_thread, nova_fixtures.tiny  # the shared fixtures, by name
 
 
 
@@ -83,7 +86,7 @@ def test_model_size_keeps_the_aspect_at_the_trained_area_in_multiples_of_16():
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_a_chunk_at_the_source_size_keeps_known_frames_and_untouched_pixels_exactly(nova_env, dtype):
-    propagator = load_propagator("nova")
+    propagator = load_propagator("nova", load_settings())
     assert isinstance(propagator, NovaPropagator) and propagator.name == "nova"
     rng = np.random.default_rng(0)
     frames = (rng.random((19, H, W, 3)) * max_value(dtype)).astype(dtype)  # 19: not 4n+1, padded
@@ -111,7 +114,7 @@ def test_a_chunk_at_the_source_size_keeps_known_frames_and_untouched_pixels_exac
 def test_a_chunk_with_nothing_known_is_refused_naming_the_shot(nova_env):
     frames = np.zeros((5, H, W, 3), np.uint8)
     with pytest.raises(KeyframeError, match="sh020"):
-        load_propagator("nova").propagate(ChunkInput("sh020", 0, frames, {}, {}))
+        load_propagator("nova", load_settings()).propagate(ChunkInput("sh020", 0, frames, {}, {}))
 
 
 # ------------------------------------------------------------------------------ end to end
@@ -162,8 +165,8 @@ def _settings() -> Settings:
 def test_run_cut_with_backend_nova_completes_with_the_same_outputs_and_contracts_as_flow(nova_env, cut, tmp_path):
     results = {}
     for backend in ("flow", "nova"):
-        ws = pipeline.Workspace.open(tmp_path / backend, _settings())
-        results[backend] = pipeline.run_cut(ws, cut, backend=backend, auto_approve=True).to_dict()
+        ws = workflow.Workspace.open(tmp_path / backend, _settings())
+        results[backend] = workflow.run_cut(ws, cut, backend=backend, auto_approve=True).to_dict()
         ws.close()
     flow, nova = results["flow"], results["nova"]
 
@@ -201,7 +204,7 @@ def test_studio_nova_run_backend_nova_on_the_command_line(nova_env, cut, tmp_pat
         "OMP_NUM_THREADS": "1",
     })
     done = subprocess.run(
-        [sys.executable, "-m", "studio_nova.cli", "run", str(cut), "--out", str(tmp_path / "out"),
+        [sys.executable, "-m", "studio_nova.app.cli", "run", str(cut), "--out", str(tmp_path / "out"),
          "--backend", "nova", "--auto-approve", "--orchestrator", "none", "--json"],
         capture_output=True, text=True, timeout=300, env=env,
     )
@@ -226,10 +229,10 @@ def test_a_background_replacement_chunk_keeps_the_subject_and_follows_the_plate(
     """With a composite guide, nova's output is the guide plus (behind the subject only) the
     model's change of it: every opaque subject pixel is the source's, keyframes and anchors are
     as given, and the background moves as the plate does."""
-    from studio_nova.compositing import composite
-    from studio_nova.propagation import CompositeGuide
+    from studio_nova.media.compositing import composite
+    from studio_nova.plugin_api.propagation import CompositeGuide
 
-    propagator = load_propagator("nova")
+    propagator = load_propagator("nova", load_settings())
     n = 9
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
     rng = np.random.default_rng(3)

@@ -14,14 +14,16 @@ import numpy as np
 import opentimelineio as otio
 import pytest
 
-from studio_nova import pipeline, qc
+from studio_nova import workflow
+
+from studio_nova.render import qc
 from studio_nova.config import Settings
-from studio_nova.frames import to_float
+from studio_nova.media.frames import to_float
 from studio_nova.media.decode import read_frames
 from studio_nova.media.encode import VideoWriter
 from studio_nova.media.probe import probe
 from studio_nova.store import Store
-from studio_nova.synthetic import make_scene
+from studio_nova.footage.synthetic import make_scene
 from studio_nova_plugins.editors.recolor import recolor_image
 
 W, H = 128, 72
@@ -92,14 +94,14 @@ def _snapshot(folder: Path) -> dict[str, str]:
 
 
 def _run(ws, timeline, **kw):
-    return pipeline.run_cut(ws, timeline, **kw).to_dict()
+    return workflow.run_cut(ws, timeline, **kw).to_dict()
 
 
 def test_run_edits_the_marked_shot_against_its_truth_and_conforms_the_cut(footage, tmp_path):
     root, media, _ = footage
     timeline = _cut(root, media)
     before = _snapshot(root)
-    ws = pipeline.Workspace.open(tmp_path / "out", Settings())
+    ws = workflow.Workspace.open(tmp_path / "out", Settings())
     result = _run(ws, timeline, auto_approve=True)
     ws.close()
     assert _snapshot(root) == before, "nothing outside --out may change"
@@ -135,7 +137,7 @@ def test_run_edits_the_marked_shot_against_its_truth_and_conforms_the_cut(footag
 def test_second_run_renders_nothing_already_rendered(footage, tmp_path):
     root, media, _ = footage
     timeline = _cut(root, media, "again.otio")
-    ws = pipeline.Workspace.open(tmp_path / "out", Settings())
+    ws = workflow.Workspace.open(tmp_path / "out", Settings())
     first = _run(ws, timeline, auto_approve=True)
     render = Path(first["shots"][0]["render"])
     stamp = render.stat().st_mtime_ns
@@ -149,12 +151,12 @@ def test_second_run_renders_nothing_already_rendered(footage, tmp_path):
 def test_review_gate_reject_re_edits_with_new_instruction_then_approve_renders(footage, tmp_path):
     root, media, _ = footage
     timeline = _cut(root, media, "review.otio")
-    ws = pipeline.Workspace.open(tmp_path / "out", Settings())
+    ws = workflow.Workspace.open(tmp_path / "out", Settings())
     waiting = _run(ws, timeline)
     assert [s["status"] for s in waiting["shots"]] == ["in_review"]
     assert waiting["shots"][0]["render"] is None
 
-    pipeline.review(ws, "sh010", "rejected", reviewer="ana", notes="too blue", new_instruction="red to green")
+    workflow.review(ws, "sh010", "rejected", reviewer="ana", notes="too blue", new_instruction="red to green")
     again = _run(ws, timeline)
     assert again["shots"][0]["status"] == "in_review"
     shot = ws.store.find_shots("sh010")[0]
@@ -164,7 +166,7 @@ def test_review_gate_reject_re_edits_with_new_instruction_then_approve_renders(f
     [rejection] = ws.store.reviews(shot.id)
     assert (rejection.decision, rejection.reviewer, rejection.notes) == ("rejected", "ana", "too blue")
 
-    pipeline.review(ws, "V1/0", "approved", reviewer="ben")
+    workflow.review(ws, "V1/0", "approved", reviewer="ben")
     done = _run(ws, timeline)
     ws.close()
     assert done["shots"][0]["status"] == "conformed"
@@ -174,7 +176,7 @@ def test_interrupted_render_continues_at_the_first_unfinished_chunk(footage, tmp
     root, media, _ = footage
     timeline = _cut(root, media, "resume.otio")
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "studio_nova.cli", "run", str(timeline), "--out", str(out), "--auto-approve",
+    cmd = [sys.executable, "-m", "studio_nova.app.cli", "run", str(timeline), "--out", str(out), "--auto-approve",
            "--orchestrator", "none", "--json"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     db = out / "studio-nova.db"
@@ -227,7 +229,7 @@ def test_bad_clips_fail_alone_and_the_rest_renders(footage, tmp_path):
     before = _snapshot(root)
     out = tmp_path / "out"
     result = subprocess.run(
-        [sys.executable, "-m", "studio_nova.cli", "run", str(timeline), "--out", str(out), "--auto-approve",
+        [sys.executable, "-m", "studio_nova.app.cli", "run", str(timeline), "--out", str(out), "--auto-approve",
          "--orchestrator", "none", "--json"],
         capture_output=True, text=True, timeout=300,
     )
@@ -248,7 +250,7 @@ def test_when_nothing_can_run_the_exit_status_says_so(footage, tmp_path):
     )
     for timeline, needle in ((empty, "no clip carries an edit request"), (missing, "gone.mov")):
         result = subprocess.run(
-            [sys.executable, "-m", "studio_nova.cli", "run", str(timeline), "--out", str(tmp_path / timeline.stem),
+            [sys.executable, "-m", "studio_nova.app.cli", "run", str(timeline), "--out", str(tmp_path / timeline.stem),
              "--orchestrator", "none", "--json"],
             capture_output=True, text=True, timeout=120,
         )
@@ -261,7 +263,7 @@ def test_run_with_a_postgresql_store_then_rerun_renders_nothing(footage, tmp_pat
     root, media, _ = footage
     timeline = _cut(root, media, "pg.otio")
     settings = Settings(database_url=postgres_database)
-    ws = pipeline.Workspace.open(tmp_path / "out", settings)
+    ws = workflow.Workspace.open(tmp_path / "out", settings)
     try:
         assert ws.store.backend == "postgresql"
         first = _run(ws, timeline, auto_approve=True)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from studio_nova.plan import plan_chunks, plan_keyframes, plan_shot
+from studio_nova.cut.plan import plan_chunks, plan_keyframes, plan_shot
 
 
 def test_when_shot_is_shorter_than_a_chunk_then_it_is_one_chunk():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from studio_nova import qc
+from studio_nova.render import qc
 
 
 @pytest.fixture(scope="module")

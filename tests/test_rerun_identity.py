@@ -18,14 +18,14 @@ import numpy as np
 import opentimelineio as otio
 import pytest
 
-from studio_nova import pipeline
+from studio_nova import workflow
 from studio_nova.config import Settings
-from studio_nova.keyframe_files import keyframe_filename, write_png
+from studio_nova.media.keyframe_files import keyframe_filename, write_png
 from studio_nova.media.decode import read_frames
 from studio_nova.media.fingerprint import EDGE_BYTES, file_fingerprint
 from studio_nova.media.probe import probe
 from studio_nova.store import Store
-from studio_nova.synthetic import make_scene
+from studio_nova.footage.synthetic import make_scene
 
 from test_pipeline import KEYED, _clip, _timeline, _write
 
@@ -51,9 +51,9 @@ def _settings(**overrides) -> Settings:
 
 
 def _run(out: Path, timeline: Path, settings: Settings | None = None) -> dict:
-    ws = pipeline.Workspace.open(out, settings or _settings())
+    ws = workflow.Workspace.open(out, settings or _settings())
     try:
-        return pipeline.run_cut(ws, timeline, auto_approve=True).to_dict()
+        return workflow.run_cut(ws, timeline, auto_approve=True).to_dict()
     finally:
         ws.close()
 
@@ -92,7 +92,7 @@ def _linked_media(conformed: str) -> dict[str, tuple[str, int, int]]:
 def _paint_keyframes(folder: Path, media: Path, first: int, last: int) -> Path:
     """What an artist hands back: every keyframe of the shot with a white square painted on."""
     folder.mkdir(parents=True, exist_ok=True)
-    for kf in pipeline.original_keyframes(media, first, last, Settings().keyframe_interval):
+    for kf in workflow.original_keyframes(media, first, last, Settings().keyframe_interval):
         image = kf.image.copy()
         image[10:30, 20:44] = 1.0
         write_png(folder / keyframe_filename(kf.source_frame), image, 8, overwrite=True)

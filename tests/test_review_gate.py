@@ -18,16 +18,20 @@ import pytest
 import yaml
 from PIL import Image
 
-from studio_nova import pipeline, qc, review_gate
+from studio_nova import workflow
+
+from studio_nova.render import qc
+
+from studio_nova.workflow import review_gate
 from studio_nova.config import Settings, load_settings
 from studio_nova.errors import ConfigError, ReviewError
-from studio_nova.frames import to_float
-from studio_nova.keyframe_files import read_png
+from studio_nova.media.frames import to_float
+from studio_nova.media.keyframe_files import read_png
 from studio_nova.media.decode import read_frames
 from studio_nova.media.probe import probe
-from studio_nova.review_page import PREVIEW_SIDE, Still, data_uri, review_markdown, stills_markdown
-from studio_nova.server import free_port
-from studio_nova.synthetic import make_scene
+from studio_nova.workflow.review_page import PREVIEW_SIDE, Still, data_uri, review_markdown, stills_markdown
+from studio_nova.app.server import free_port
+from studio_nova.footage.synthetic import make_scene
 from studio_nova_plugins.editors.recolor import recolor_image
 
 from test_pipeline import KEYED, H, W, _clip, _timeline, _write
@@ -63,8 +67,8 @@ def cut(tmp_path_factory):
 def waiting(cut, tmp_path):
     """A workspace whose two shots wait for review (keyframes v001 edited, nothing decided)."""
     _, _, timeline = cut
-    ws = pipeline.Workspace.open(tmp_path / "out", Settings())
-    report = pipeline.run_cut(ws, timeline)
+    ws = workflow.Workspace.open(tmp_path / "out", Settings())
+    report = workflow.run_cut(ws, timeline)
     assert [s["status"] for s in report.shots] == ["in_review", "in_review"]
     yield ws
     ws.close()
@@ -149,7 +153,7 @@ def test_an_answer_is_recorded_once_and_only_on_the_version_it_was_given_for(wai
         "rejected", "ana", "too teal", "red to green", 4, 1
     )
     # the re-edit makes v002 with the new instruction and seed; a late answer for v001 is ignored
-    assert pipeline.prepare_shot(waiting, shot.id).status == "in_review"
+    assert workflow.prepare_shot(waiting, shot.id).status == "in_review"
     v2 = store.keyframes(shot.id)
     assert {k.version for k in v2} == {2} and v2[0].instruction == "red to green" and v2[0].seed == 4
     assert len(store.keyframes(shot.id, version=1)) == 3, "old versions are kept"
@@ -191,7 +195,7 @@ def _cli(*args: str, **env: str) -> subprocess.CompletedProcess:
     environ["STUDIO_NOVA_PREFECT_PORT"] = str(free_port())  # no server answers there
     environ.update(env)
     return subprocess.run(
-        [sys.executable, "-m", "studio_nova.cli", *args], capture_output=True, text=True, timeout=120, env=environ
+        [sys.executable, "-m", "studio_nova.app.cli", *args], capture_output=True, text=True, timeout=120, env=environ
     )
 
 
@@ -220,20 +224,20 @@ def test_nightly_work_list_is_the_approved_unrendered_shots_and_reports_use_the_
     _, media, _ = cut
     ws = waiting
     sh010, sh020 = ws.store.find_shots("sh010")[0], ws.store.find_shots("sh020")[0]
-    assert pipeline.renderable_shots(ws) == []
+    assert workflow.renderable_shots(ws) == []
     ws.store.add_review(sh020.id, decision="approved", reviewer="ben")
-    assert pipeline.renderable_shots(ws) == [sh020.id]
-    pipeline.render(ws, sh020.id)
-    assert pipeline.renderable_shots(ws) == [] and ws.store.shot(sh010.id).status == "in_review"
+    assert workflow.renderable_shots(ws) == [sh020.id]
+    workflow.render(ws, sh020.id)
+    assert workflow.renderable_shots(ws) == [] and ws.store.shot(sh010.id).status == "in_review"
 
-    [row] = pipeline.qc_rows(ws)
+    [row] = workflow.qc_rows(ws)
     assert (row["shot"], row["version"], row["frames"], row["untouched_exact"]) == ("sh020", "v001", 19, 1.0)
-    frame, before, after = pipeline.before_after_still(ws, sh020.id)
+    frame, before, after = workflow.before_after_still(ws, sh020.id)
     assert frame == 30
     [source] = list(read_frames(probe(media), 30, 30))
     assert np.array_equal(before, to_float(source))
     assert qc.psnr(after, recolor_image(to_float(source), KEYED)[0]) > 30.0
-    assert pipeline.before_after_still(ws, sh010.id) is None
+    assert workflow.before_after_still(ws, sh010.id) is None
 
 
 # ------------------------------------------------------------------------- deployments and form
@@ -276,8 +280,8 @@ def test_review_form_offers_approve_or_reject_and_refuses_other_shapes():
 
 def test_the_library_modules_of_the_gate_do_not_import_prefect():
     code = (
-        "import sys, studio_nova.review_page, studio_nova.review_gate, studio_nova.server, studio_nova.cli, "
-        "studio_nova.pipeline; print(sorted(m for m in sys.modules if m.split('.')[0] == 'prefect'))"
+        "import sys, studio_nova.workflow.review_page, studio_nova.workflow.review_gate, studio_nova.app.server, studio_nova.app.cli, "
+        "studio_nova.workflow; print(sorted(m for m in sys.modules if m.split('.')[0] == 'prefect'))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert result.returncode == 0, result.stderr

@@ -18,9 +18,9 @@ from typing import Any, Callable
 import opentimelineio as otio
 import pytest
 
-from studio_nova.server import LocalServer, free_port
+from studio_nova.app.server import LocalServer, free_port
 from studio_nova.store import Store
-from studio_nova.synthetic import make_scene
+from studio_nova.footage.synthetic import make_scene
 
 from test_pipeline import KEYED, H, W, _clip, _timeline, _write
 
@@ -45,7 +45,7 @@ def _run(args: list[str], env: dict[str, str], timeout: int = 300) -> subprocess
 
 
 def _cli(api: str | None, *args: str) -> subprocess.CompletedProcess:
-    return _run([sys.executable, "-m", "studio_nova.cli", *args], _env(api))
+    return _run([sys.executable, "-m", "studio_nova.app.cli", *args], _env(api))
 
 
 def _api(api: str, method: str, path: str, body: dict | None = None) -> Any:
@@ -215,13 +215,13 @@ def test_an_unanswered_review_expires_is_reported_on_the_shot_and_can_be_reopene
         local.start()
         api = local.api_url
         assert _cli(api, "deploy").returncode == 0
-        first = _run([sys.executable, "-m", "studio_nova.cli", "run", str(cut), "--out", str(out), "--json"], _env(api, **short))
+        first = _run([sys.executable, "-m", "studio_nova.app.cli", "run", str(cut), "--out", str(out), "--json"], _env(api, **short))
         assert first.returncode == 0, first.stderr
         [gate] = json.loads(first.stdout)["gates"].values()
         _wait("the gate to suspend", lambda: _state(api, gate) == "PAUSED", server=local)
         _wait("the pause to expire", lambda: _state(api, gate) == "FAILED", 120, local)
 
-        listed = _run([sys.executable, "-m", "studio_nova.cli", "review", "list", "--out", str(out), "--json"],
+        listed = _run([sys.executable, "-m", "studio_nova.app.cli", "review", "list", "--out", str(out), "--json"],
                       _env(api, **short))
         [row] = json.loads(listed.stdout)["shots"]
         assert (row["status"], row["review_expired"]) == ("in_review", True), "reported on the shot, not failed"

@@ -29,8 +29,9 @@ from sqlalchemy.exc import IntegrityError
 
 from studio_nova.errors import ReviewError, StateTransitionError, StoreError
 from studio_nova.store import KeyframeFile, ShotRecord, Store
-from studio_nova.store.models import Base
-from studio_nova.store.store import create_store_engine, migration_config
+from studio_nova.store.engine import create_store_engine
+from studio_nova.store.migrations import migration_config
+from studio_nova.store.tables import Base
 
 REPO = Path(__file__).resolve().parents[1]
 PG_URL = os.environ.get(

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from studio_nova.synthetic import (
+from studio_nova.footage.synthetic import (
     TARGET_RGB,
     apply_through_mask,
     colour_grade,

@@ -8,7 +8,7 @@ import pytest
 
 from studio_nova.media.decode import read_alpha, read_frames
 from studio_nova.media.probe import probe
-from studio_nova.synthetic_greenscreen import KEY_CHANNEL, make_greenscreen
+from studio_nova.footage.greenscreen import KEY_CHANNEL, make_greenscreen
 
 N, W, H = 8, 160, 96
 

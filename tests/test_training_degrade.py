@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from studio_nova.synthetic import make_scene
+from studio_nova.footage.synthetic import make_scene
 from studio_nova.training.degrade import (
     DEGRADATIONS,
     INTERVAL_RANGE,

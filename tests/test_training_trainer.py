@@ -9,6 +9,7 @@ import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ torch = pytest.importorskip("torch")
 from safetensors import safe_open  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
-from studio_nova.cli import main  # noqa: E402
+from studio_nova.app.cli import main  # noqa: E402
 from studio_nova.errors import CheckpointError, TrainingError  # noqa: E402
 from studio_nova.models.nova_transformer import (  # noqa: E402
     ADAPTER_FILE,
@@ -26,6 +27,8 @@ from studio_nova.models.nova_transformer import (  # noqa: E402
     NovaTransformer3DModel,
     load_vace_transformer,
 )
+from studio_nova.training.checkpoints import save_checkpoint  # noqa: E402
+from studio_nova.training.data import WindowSampler  # noqa: E402
 from studio_nova.training.synthetic import write_clips  # noqa: E402
 from studio_nova.training.trainer import (  # noqa: E402
     STATE_FILE,
@@ -108,6 +111,40 @@ def test_a_run_interrupted_and_resumed_continues_exactly_as_an_uninterrupted_run
     a, b = whole.model.adapter_state_dict(), second.model.adapter_state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [p.name for p in list_checkpoints(tmp_path / "parts")] == ["step-000003", "step-000004", "step-000006"]
+
+
+def test_a_checkpoint_appears_whole_or_not_at_all_and_replaces_an_incomplete_one(tmp_path):
+    class Model:  # stands in for the NovaTransformer3DModel: writes the adapter, or fails half-way
+        fail = False
+
+        def save_pretrained(self, folder):
+            (folder / ADAPTER_FILE).write_bytes(b"adapter")
+            if self.fail:
+                raise OSError("disk full")
+
+    session = SimpleNamespace(model=Model(), optimizer=torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0),
+                              cfg=replace(preset("tiny"), keep_checkpoints=2), device=torch.device("cpu"))
+    folder = tmp_path / "checkpoints"
+    stale = folder / "step-000002"  # left by a crash: no trainer state, so not a checkpoint
+    stale.mkdir(parents=True)
+    (stale / "junk").write_bytes(b"x")
+    assert list_checkpoints(tmp_path) == []
+
+    written = save_checkpoint(tmp_path, 2, session, WindowSampler(0), [1.0, 2.0])
+    assert written == stale and sorted(p.name for p in stale.iterdir()) == [ADAPTER_FILE, STATE_FILE]
+    assert torch.load(stale / STATE_FILE, weights_only=True)["loss_history"] == [1.0, 2.0]
+
+    session.model.fail = True
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(tmp_path, 4, session, WindowSampler(0), [1.0, 2.0, 3.0, 4.0])
+    assert [p.name for p in folder.iterdir()] == ["step-000002"], "nothing of the failed checkpoint is left"
+    assert save_checkpoint(tmp_path, 2, session, WindowSampler(0), []) == stale, "a complete one is kept as is"
+
+    session.model.fail = False
+    for step in (4, 6):
+        save_checkpoint(tmp_path, step, session, WindowSampler(0), [0.0] * step)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-000004", "step-000006"], "the newest 2 are kept"
+    assert sorted(p.name for p in folder.iterdir()) == ["step-000004", "step-000006"]
 
 
 def test_resume_with_no_checkpoint_is_an_error_naming_the_folder(clips, tmp_path):

@@ -33,7 +33,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def _safe(text: str, fallback: str) -> str:
-    # The naming rule of the time this revision was written (studio_nova.naming.safe_name).
+    # The naming rule of the time this revision was written (studio_nova.cut.naming.safe_name).
     return (_UNSAFE.sub("_", text).strip("._")[:80]) or fallback
 
 

@@ -35,18 +35,17 @@ import gc
 import hashlib
 import importlib.util
 import json
-import os
 import tempfile
-import uuid
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from studio_nova.backgrounds import BackgroundContext
-from studio_nova.config import Settings, get_settings, load_settings
+from studio_nova.atomic import write_bytes
+from studio_nova.config import Settings
 from studio_nova.errors import ConfigError, EditRequestError, EncodeError, PluginError, StudioNovaError
+from studio_nova.plugin_api.backgrounds import BackgroundContext
 from studio_nova_plugins.backgrounds._common import (
     LOOPS,
     RETIMES,
@@ -154,11 +153,10 @@ class GeneratedBackground:
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
 
     @classmethod
-    def readiness(cls, settings: Settings | None = None) -> tuple[bool, str | None]:
+    def readiness(cls, settings: Settings) -> tuple[bool, str | None]:
         """Whether the configured folders hold the models (files only; nothing is loaded)."""
         from studio_nova_plugins.editors._model_editing import model_readiness
 
-        settings = settings or load_settings()
         if importlib.util.find_spec("ftfy") is None:
             return False, "needs ftfy (Wan's prompt cleaning): pip install ftfy"
         what, parts = _MODELS["i2v_dir"]
@@ -212,7 +210,7 @@ class GeneratedBackground:
             height, width = self.size
         else:
             height, width = DEFAULT_SIZE if context.width >= context.height else DEFAULT_SIZE[::-1]
-        settings = get_settings()
+        settings = context.settings
         i2v = self._folder(self.i2v_dir, I2V_SETTING, settings, context, "i2v_dir")
         t2i = None if image is not None else self._folder(self.t2i_dir, T2I_SETTING, settings, context, "t2i_dir")
         return {
@@ -291,7 +289,7 @@ class GeneratedBackground:
                 f"{self.name} background needs {', '.join(missing)}: pip install 'studio-nova[model]' ftfy",
                 shot=context.shot,
             )
-        settings = get_settings()
+        settings = context.settings
         device = resolve_device(self.device or settings.device)
         dtype = resolve_dtype(self.dtype, device)
         offload = settings.model_offload if self.offload is None else self.offload
@@ -484,6 +482,4 @@ def _write_side_files(clip: Path, still: np.ndarray, spec: dict[str, Any]) -> No
         (clip.with_suffix(".png"), png.tobytes()),
         (clip.with_suffix(".json"), json.dumps(spec, indent=2, sort_keys=True).encode()),
     ):
-        temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
-        temp.write_bytes(data)
-        os.replace(temp, path)
+        write_bytes(path, data)

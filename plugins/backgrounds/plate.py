@@ -27,12 +27,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from studio_nova.backgrounds import BackgroundContext
 from studio_nova.errors import EditRequestError, MediaError
-from studio_nova.frames import to_float
 from studio_nova.media.decode import read_frames
+from studio_nova.media.frames import to_float
 from studio_nova.media.info import MediaInfo
 from studio_nova.media.probe import probe
+from studio_nova.plugin_api.backgrounds import BackgroundContext
 from studio_nova_plugins.backgrounds._common import (
     LOOPS,
     RETIMES,

@@ -33,8 +33,8 @@ from typing import Any, Mapping, Sequence
 import cv2
 import numpy as np
 
-from studio_nova.backgrounds import BackgroundContext
 from studio_nova.errors import EditRequestError
+from studio_nova.plugin_api.backgrounds import BackgroundContext
 from studio_nova_plugins.backgrounds._common import (
     Framing,
     apply_static,

@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 
 from studio_nova.config import Settings
-from studio_nova.editing import EditContext, EditedKeyframe, EditResult
 from studio_nova.errors import ConfigError, EditRequestError, KeyframeError, StudioNovaError
+from studio_nova.plugin_api.editing import EditContext, EditedKeyframe, EditResult
 
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 MASK_MODES = ("difference", "full")
@@ -276,8 +276,11 @@ def resolve_dtype(name: str, device: str) -> Any:
 class ModelEditor:
     """Consistency-aware editing of a shot's keyframes with a local image-edit model.
 
-    Subclasses set the class attributes and implement `_load` and `_generate`. Params shared by
-    both model editors (all optional):
+    Subclasses set the class attributes and implement `_load` and `_generate`. Settings (the
+    weights folder named by `setting`, ``device``, ``model_offload``) are the ones the editor was
+    made with (`from_settings`, as the registry makes it for a run), else the context's
+    (`EditContext.settings`); the environment is never read here. Params shared by both model
+    editors (all optional):
 
     - ``model_dir``: the weights folder; default: the editor's setting (see `setting`).
     - ``steps`` (default `default_steps`), ``guidance_scale`` (default `default_guidance`).
@@ -303,21 +306,22 @@ class ModelEditor:
     )
 
     def __init__(self, settings: Settings | None = None) -> None:
-        self._settings = settings
+        self._settings = settings  # None: each edit's `context.settings`
         self._pipe: Any = None
         self._pipe_key: tuple[Any, ...] | None = None
 
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            self._settings = Settings()
-        return self._settings
+    @classmethod
+    def from_settings(cls, settings: Settings, **options: Any) -> ModelEditor:
+        """The editor for a run with `settings` (how the registry makes it)."""
+        return cls(settings, **options)
 
     @classmethod
-    def readiness(cls, settings: Settings | None = None) -> tuple[bool, str | None]:
+    def readiness(cls, settings: Settings) -> tuple[bool, str | None]:
         """Whether the weights this editor needs are where the settings say (nothing is loaded)."""
-        settings = settings or Settings()
         return model_readiness(getattr(settings, cls.setting), cls.setting, cls.parts, cls.what)
+
+    def _settings_for(self, context: EditContext) -> Settings:
+        return self._settings if self._settings is not None else context.settings
 
     # 1. Entry point -----------------------------------------------------------------------------
 
@@ -395,7 +399,8 @@ class ModelEditor:
             )
         if not isinstance(context.instruction, str) or not context.instruction.strip():
             raise EditRequestError(f"{name} needs an instruction saying what to change", shot=shot)
-        offload = params.get("offload", self.settings.model_offload)
+        settings = self._settings_for(context)
+        offload = params.get("offload", settings.model_offload)
         if not isinstance(offload, bool):
             raise EditRequestError(f"{name} param offload must be true or false, got {offload!r}", shot=shot)
         return RunSettings(
@@ -404,7 +409,7 @@ class ModelEditor:
             max_area=number_param(params, "max_area", self.default_area, int, 64, 4096 * 4096, name, shot),
             dtype=choice_param(params, "dtype", "auto", DTYPES, name, shot),
             offload=offload,
-            device=self.settings.device,
+            device=settings.device,
             mask=choice_param(params, "mask", "difference", MASK_MODES, name, shot),
             mask_threshold=number_param(params, "mask_threshold", DEFAULT_MASK_THRESHOLD, float, 0.0, 1.0, name, shot),
             extra=tuple(sorted(self._parse_extra(params, shot).items())),
@@ -420,7 +425,7 @@ class ModelEditor:
             raise EditRequestError(
                 f"{self.name} param model_dir must be a folder path, got {given!r}", shot=context.shot
             )
-        configured = given or getattr(self.settings, self.setting)
+        configured = given or getattr(self._settings_for(context), self.setting)
         source = "params model_dir" if given else env
         if not configured:
             raise ConfigError(

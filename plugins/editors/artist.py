@@ -15,10 +15,10 @@ from typing import Any, Mapping
 import cv2
 import numpy as np
 
-from studio_nova.editing import EditContext, EditedKeyframe, EditResult, Keyframe
 from studio_nova.errors import EditRequestError, KeyframeError
-from studio_nova.frames import from_float, to_float
-from studio_nova.keyframe_files import decode_png_samples, keyframe_filename
+from studio_nova.media.frames import from_float, to_float
+from studio_nova.media.keyframe_files import decode_png_samples, keyframe_filename
+from studio_nova.plugin_api.editing import EditContext, EditedKeyframe, EditResult, Keyframe
 
 DEFAULT_FEATHER = 2
 MAX_FEATHER = 64

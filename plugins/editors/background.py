@@ -1,9 +1,9 @@
 """The `background` editor: keyframes of a background replacement, for review.
 
 Each keyframe is the source frame's subject composited over the new background's frame for the
-same moment (edge unmixing, spill suppression, light wrap: `studio_nova.compositing`), exactly as
+same moment (edge unmixing, spill suppression, light wrap: `studio_nova.media.compositing`), exactly as
 the render will make every other frame, so what a reviewer approves is what the shot becomes.
-Its params are those of the edit request (`studio_nova.background_replace`): the pipeline fills
+Its params are those of the edit request (`studio_nova.render.background`): the pipeline fills
 them from a clip's ``"kind": "background"`` request. The edit mask of a keyframe is how much of
 each pixel is not the source's (≈ 1 − matte).
 """
@@ -14,12 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from studio_nova.background_replace import BackgroundReplacement, BackgroundRequest
-from studio_nova.editing import EditContext, EditedKeyframe, EditResult
+from studio_nova.cut.background_request import BackgroundRequest
 from studio_nova.errors import KeyframeError, PluginError
-from studio_nova.frames import from_float
 from studio_nova.media.decode import read_frames
+from studio_nova.media.frames import from_float
 from studio_nova.media.probe import probe
+from studio_nova.plugin_api.editing import EditContext, EditedKeyframe, EditResult
+from studio_nova.render.background import BackgroundReplacement
 
 
 class BackgroundEditor:
@@ -50,6 +51,7 @@ class BackgroundEditor:
             seed=context.seed,
             instruction=context.instruction,
             cache_dir=context.source.work_dir,
+            settings=context.settings,
         )
         edited = []
         for keyframe, fused in zip(context.keyframes, _fused_keyframes(replacement, media, context)):

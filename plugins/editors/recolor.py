@@ -15,8 +15,8 @@ from typing import Any, Mapping
 import cv2
 import numpy as np
 
-from studio_nova.editing import EditContext, EditedKeyframe, EditResult
 from studio_nova.errors import EditRequestError, KeyframeError
+from studio_nova.plugin_api.editing import EditContext, EditedKeyframe, EditResult
 
 # Hue of each colour name an instruction may use, in degrees on the HSV wheel.
 NAMED_HUES: dict[str, float] = {

@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from studio_nova.errors import EditRequestError
-from studio_nova.mattes import Matte, MatteContext
 from studio_nova.media.decode import read_alpha
+from studio_nova.plugin_api.mattes import Matte, MatteContext
 
 from ._params import as_float, check_names, flag
 

@@ -48,7 +48,7 @@ import cv2
 import numpy as np
 
 from studio_nova.errors import EditRequestError
-from studio_nova.mattes import Matte, MatteContext
+from studio_nova.plugin_api.mattes import Matte, MatteContext
 
 from ._params import check_names, flag, number
 

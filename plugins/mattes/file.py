@@ -29,11 +29,11 @@ import cv2
 import numpy as np
 
 from studio_nova.errors import EditRequestError, MediaError
-from studio_nova.mattes import Matte, MatteContext
 from studio_nova.media.decode import read_alpha, read_frames
 from studio_nova.media.ffmpeg_bin import ffmpeg_exe
 from studio_nova.media.info import MediaInfo
 from studio_nova.media.probe import probe
+from studio_nova.plugin_api.mattes import Matte, MatteContext
 
 from ._params import as_float, check_names, flag, number, resolve_path
 

@@ -25,9 +25,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from studio_nova.config import get_settings
+from studio_nova.config import Settings
 from studio_nova.errors import ConfigError, EditRequestError, PropagationError
-from studio_nova.mattes import Matte, MatteContext
+from studio_nova.plugin_api.mattes import Matte, MatteContext
 
 from ._params import as_float, check_names, number
 
@@ -91,12 +91,13 @@ class SegmentationMatte:
         self._carry: dict[int, np.ndarray] = {}  # source frame -> mask given, for the next chunk
 
     @classmethod
-    def readiness(cls) -> tuple[bool, str | None]:
-        problem = weights_problem(get_settings().segmentation_dir, SETTING)
+    def readiness(cls, settings: Settings) -> tuple[bool, str | None]:
+        problem = weights_problem(settings.segmentation_dir, SETTING)
         return problem is None, problem
 
     def mattes(self, context: MatteContext) -> Matte:
-        folder, origin = (self.model_dir, "model_dir") if self.model_dir else (get_settings().segmentation_dir, SETTING)
+        settings = context.settings
+        folder, origin = (self.model_dir, "model_dir") if self.model_dir else (settings.segmentation_dir, SETTING)
         problem = weights_problem(folder, origin)
         if problem is not None:
             raise ConfigError(f"matte source {NAME!r} cannot run: {problem}", shot=context.shot)
@@ -117,7 +118,7 @@ class SegmentationMatte:
                 shot=context.shot,
                 frame=first,
             )
-        alpha = self._track(context.frames, prompt_index, mask, str(Path(folder).expanduser()))
+        alpha = self._track(context.frames, prompt_index, mask, str(Path(folder).expanduser()), settings.device)
         self._carry = {first + i: alpha[i] for i in range(n)}
         return Matte(alpha=alpha, info={"source": NAME, "prompt_frame": self.frame, "model_dir": str(folder)})
 
@@ -132,13 +133,15 @@ class SegmentationMatte:
                     shot=context.shot,
                 )
 
-    def _track(self, frames: np.ndarray, prompt: int, mask: np.ndarray | None, folder: str) -> np.ndarray:
+    def _track(
+        self, frames: np.ndarray, prompt: int, mask: np.ndarray | None, folder: str, configured: str
+    ) -> np.ndarray:
         import torch
         from transformers.models.sam2_video.modeling_sam2_video import (
             Sam2VideoInferenceSession,
         )
 
-        device = _device(self.device)
+        device = _device(self.device, configured)
         if self._model is None:
             from transformers import Sam2VideoModel
 
@@ -204,11 +207,12 @@ def _preprocess(frames: np.ndarray, size: int, device: Any) -> Any:
     return ((video - mean) / std).to(device)
 
 
-def _device(choice: str) -> Any:
+def _device(choice: str, configured: str) -> Any:
+    """The torch device: the ``device`` param, else (``auto``) the ``device`` setting, else CUDA
+    when there is one."""
     import torch
 
     if choice == "auto":
-        configured = get_settings().device
         if configured != "auto":
             return torch.device(configured)
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -30,9 +30,15 @@ from typing import Any
 import cv2
 import numpy as np
 
+from studio_nova.config import Settings
 from studio_nova.errors import ConfigError, PluginError, PropagationError
-from studio_nova.frames import from_float, to_float
-from studio_nova.propagation import ChunkInput, ChunkOutput, check_chunk, keep_unchanged
+from studio_nova.media.frames import from_float, to_float
+from studio_nova.plugin_api.propagation import (
+    ChunkInput,
+    ChunkOutput,
+    check_chunk,
+    keep_unchanged,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +55,11 @@ def model_size(height: int, width: int, sample_size: tuple[int, int]) -> tuple[i
     return int(h), int(w)
 
 
+def _default(setting: str) -> Any:
+    """A setting's declared default (not the environment's value): for options not given."""
+    return Settings.model_fields[setting].get_default(call_default_factory=True)
+
+
 def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     shrink = height < image.shape[0] or width < image.shape[1]
     out = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
@@ -60,14 +71,36 @@ class NovaPropagator:
 
     Options (the propagator's settings, `STUDIO_NOVA_` + the name in brackets): `base`
     (nova_base), `adapter` (nova_adapter), `steps` (nova_steps), `text_scale` (nova_text_scale),
-    `keyframe_scale` (nova_keyframe_scale), `device` (device), `offload` (model_offload); and
-    `window` (cross-attention reach in latent frames, -1 = whole chunk), `recompute_dense`,
-    `seed`, `mask_low`, `mask_high`, `prompt` (used when the chunk carries no instruction).
-    Options not given come from the environment's Settings.
+    `keyframe_scale` (nova_keyframe_scale), `device` (device), `offload` (model_offload),
+    `window` (nova_window: cross-attention reach in latent frames, -1 = whole chunk), `seed`
+    (nova_seed); and `recompute_dense`, `mask_low`, `mask_high`, `prompt` (used when the chunk
+    carries no instruction). The registry builds it with `from_settings(settings, **options)`:
+    options not given come from the run's settings. Made directly, options not given take the
+    settings' defaults; the environment is never read here.
     """
 
     name = "nova"
     supports_guide = True  # background replacement: the composite drives the sparse branch
+
+    @classmethod
+    def settings_options(cls, settings: Settings) -> dict[str, Any]:
+        """The options the run's settings decide (a render's identity records them)."""
+        return {
+            "base": settings.nova_base,
+            "adapter": settings.nova_adapter,
+            "steps": settings.nova_steps,
+            "text_scale": settings.nova_text_scale,
+            "keyframe_scale": settings.nova_keyframe_scale,
+            "device": settings.device,
+            "offload": settings.model_offload,
+            "window": settings.nova_window,
+            "seed": settings.nova_seed,
+        }
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **options: Any) -> NovaPropagator:
+        """The propagator for a run: `settings_options(settings)`, overridden by `options`."""
+        return cls(**{**cls.settings_options(settings), **options})
 
     def __init__(
         self,
@@ -80,27 +113,24 @@ class NovaPropagator:
         offload: bool | None = None,
         window: int | None = None,
         recompute_dense: bool = False,
-        seed: int = 0,
+        seed: int | None = None,
         mask_low: float = 0.02,
         mask_high: float = 0.08,
         prompt: str = "",
     ) -> None:
-        from studio_nova.config import Settings
-
-        settings = Settings()
-        self.base = Path(base or settings.nova_base or "")
-        self.adapter = Path(adapter or settings.nova_adapter or "")
-        self.steps = int(steps if steps is not None else settings.nova_steps)
-        self.text_scale = float(text_scale if text_scale is not None else settings.nova_text_scale)
-        self.keyframe_scale = float(keyframe_scale if keyframe_scale is not None else settings.nova_keyframe_scale)
-        self.device = device or settings.device
-        self.offload = bool(offload if offload is not None else settings.model_offload)
+        self.base = Path(base or "")
+        self.adapter = Path(adapter or "")
+        self.steps = int(steps if steps is not None else _default("nova_steps"))
+        self.text_scale = float(text_scale if text_scale is not None else _default("nova_text_scale"))
+        self.keyframe_scale = float(keyframe_scale if keyframe_scale is not None else _default("nova_keyframe_scale"))
+        self.device = device or _default("device")
+        self.offload = bool(offload if offload is not None else _default("model_offload"))
         self.window = window
         self.recompute_dense = bool(recompute_dense)
-        self.seed = int(seed)
+        self.seed = int(seed if seed is not None else _default("nova_seed"))
         self.mask_low, self.mask_high = float(mask_low), float(mask_high)
         self.prompt = prompt
-        self._check_settings(base or settings.nova_base, adapter or settings.nova_adapter)
+        self._check_settings(base, adapter)
         self._pipe: Any = None
 
     def _check_settings(self, base: str | None, adapter: str | None) -> None:

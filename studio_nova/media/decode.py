@@ -39,7 +39,6 @@ from studio_nova.media.ffmpeg_bin import ffmpeg_exe
 from studio_nova.media.info import MediaInfo
 from studio_nova.media.probe import MATRIX_TAGS, frame_times, is_yuv
 
-
 # How far before the target a retry seeks, in seconds, after a seek that landed too late.
 _SEEK_BACKOFF_S = (2.0, 10.0, 60.0)
 

@@ -8,11 +8,9 @@ and its frame count has been probed back; renders are versioned and never overwr
 
 from __future__ import annotations
 
-import errno
 import os
 import subprocess
 import tempfile
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -23,6 +21,7 @@ from typing import IO
 import ffmpeg
 import numpy as np
 
+from studio_nova.atomic import publish, temp_sibling
 from studio_nova.errors import EncodeError, MediaError
 from studio_nova.media.ffmpeg_bin import ffmpeg_exe
 from studio_nova.media.info import MediaInfo
@@ -154,7 +153,7 @@ class VideoWriter:
         self.crf = crf
         self.alpha = alpha
         self.frames_written = 0
-        self._temp = _temp_name(self.path)
+        self._temp = temp_sibling(self.path)
         self._job: _Job | None = None
         self._done = False
 
@@ -278,7 +277,7 @@ def concat(
     if timecode is not None:
         _check_timecode(timecode, reference.rate, target)
     total = sum(info.frame_count for info in infos)
-    temp = _temp_name(target)
+    temp = temp_sibling(target)
     with tempfile.NamedTemporaryFile("w", suffix=".txt", encoding="utf-8") as listing:
         for info in infos:
             escaped = str(info.path).replace("'", "'\\''")
@@ -322,7 +321,7 @@ def make_proxy(
         options["timecode"] = info.timecode
     if comment is not None:
         options["metadata"] = f"comment={comment}"
-    temp = _temp_name(target)
+    temp = temp_sibling(target)
     command = _compile(video.output(f"file:{temp}", **options))
     try:
         _Job(command, target, stdin=False).finish(f"making a proxy of {str(info.path)!r}")
@@ -502,11 +501,6 @@ def _probe_for_encode(source: Path, target: Path) -> MediaInfo:
         raise EncodeError(f"cannot use input {str(source)!r}: {exc.message}", path=target) from exc
 
 
-def _temp_name(path: Path) -> Path:
-    """Hidden sibling that keeps the extension, so ffmpeg picks the same muxer."""
-    return path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.partial{path.suffix}")
-
-
 def _publish(temp: Path, target: Path, frames: int) -> None:
     """Check the finished temp file, then give it its real name without overwriting."""
     try:
@@ -520,20 +514,13 @@ def _publish(temp: Path, target: Path, frames: int) -> None:
             f"the finished file holds {written} frames, expected {frames}", path=target
         )
     try:
-        os.link(temp, target)  # fails if target exists: no check-then-rename race
+        publish(temp, target, overwrite=False)
     except FileExistsError:
         raise EncodeError(
             "appeared while it was being written; renders are never overwritten", path=target
         ) from None
     except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
-            raise EncodeError(f"cannot be published: {exc}", path=target) from exc
-        # A filesystem without hard links: fall back to a checked rename.
-        if target.exists():
-            raise EncodeError("appeared while it was being written", path=target) from None
-        os.rename(temp, target)
-        return
-    _remove(temp)
+        raise EncodeError(f"cannot be published: {exc}", path=target) from exc
 
 
 def _remove(path: Path) -> None:

@@ -3,6 +3,11 @@
 The binary that imageio-ffmpeg ships is the default so that a fresh install works with no
 system ffmpeg; a studio can point `STUDIO_NOVA_FFMPEG` at its own build (e.g. one with
 hardware encoders). There is no ffprobe anywhere: everything is read from ffmpeg itself.
+
+The media functions take no settings (probe, decode and encode are called from everywhere), so
+the binary is process-wide configuration, set once at the edge from the run's settings:
+`configure_ffmpeg(settings.ffmpeg)` (`Workspace.open` and the CLI do it). Nothing here reads the
+environment; a process that never configures it uses the bundled binary.
 """
 
 from __future__ import annotations
@@ -13,10 +18,20 @@ from functools import lru_cache
 
 import imageio_ffmpeg
 
-from studio_nova.config import get_settings
 from studio_nova.errors import ConfigError
 
 _SETTING = "STUDIO_NOVA_FFMPEG"
+_configured: str | None = None  # the `ffmpeg` setting (a path, or None: the bundled binary)
+
+
+def configure_ffmpeg(path: str | None) -> None:
+    """Use `path` (the `ffmpeg` setting; None: imageio-ffmpeg's binary) from now on, process-wide.
+
+    Called at the edge with the run's settings (`Workspace.open`, the application); the path is
+    checked when ffmpeg is first needed, not here.
+    """
+    global _configured
+    _configured = path or None
 
 
 def ffmpeg_exe() -> str:
@@ -25,9 +40,8 @@ def ffmpeg_exe() -> str:
     Checked once per path and process (running `-version`), so that a wrong setting fails
     with a message naming the setting instead of an obscure error deep inside a render.
     """
-    configured = get_settings().ffmpeg
-    if configured:
-        return _checked(configured, f"the setting {_SETTING}")
+    if _configured:
+        return _checked(_configured, f"the setting {_SETTING}")
     try:
         bundled = imageio_ffmpeg.get_ffmpeg_exe()
     except RuntimeError as exc:

@@ -9,6 +9,7 @@ without reading a 100 GB camera original end to end.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -76,3 +77,8 @@ def fingerprint_paths(value: Any, skip: frozenset[str] = frozenset({"base_dir"})
         if path.is_dir():
             return folder_fingerprint(path)
     return value
+
+
+def json_digest(payload: Any) -> str:
+    """sha256 of a JSON-able value in canonical form (sorted keys, no spaces): equal values, equal digests."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

@@ -21,9 +21,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from studio_nova.editing import EditContext, EditResult, Keyframe, ShotSource
 from studio_nova.errors import StudioNovaError
-from studio_nova.frames import to_float
+from studio_nova.media.frames import to_float
+from studio_nova.plugin_api.editing import EditContext, EditResult, Keyframe, ShotSource
 
 HEIGHT, WIDTH = 40, 56
 CAR_WIDTH, CAR_HEIGHT, CAR_STEP = 14, 10, 3

@@ -2,7 +2,11 @@
 
 - `data`: the clips of a folder or a cut, as random model-size windows (`WindowDataset`);
 - `degrade`: the degradation simulation (anchored control, source fidelity);
-- `trainer`: `train(data, out, config)`, checkpoints and exact resume;
+- `trainer`: `train(data, out, config)` and `evaluate`, the run itself (its public names, the
+  ones below included, are all importable from here);
+- `config`: `TrainConfig` and the `tiny` / `full` presets;
+- `session`: the model, optimizer and loss of one step;
+- `checkpoints`: writing, listing and resuming from checkpoints (exact resume);
 - `contact_sheet`: what the model learns from, as a picture.
 
 No Prefect here: `studio_nova_flows.train` wraps `train` as a flow.

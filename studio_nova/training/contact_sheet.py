@@ -8,7 +8,6 @@ Panels are the model-resolution frames scaled (nearest) to `panel_width`.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,7 +15,8 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from studio_nova.frames import from_float
+from studio_nova.atomic import write_bytes, write_json
+from studio_nova.media.frames import from_float
 from studio_nova.training.data import TrainingSample
 
 COLUMNS = ("target", "degraded keyframe", "pseudo-source")
@@ -92,24 +92,17 @@ def _text(image: np.ndarray, text: str, x: int, y: int, scale: float) -> None:
 def write_contact_sheet(
     path: str | os.PathLike[str], samples: Sequence[TrainingSample], *, per_sample: int = 2, panel_width: int = 192
 ) -> Path:
-    """Write the sheet as PNG at `path` (temporary name, then renamed) and, next to it, a JSON
-    file that says what each sample is (clip, frames, interval, degradations)."""
+    """Write the sheet as PNG at `path` and, next to it, a JSON file that says what each sample
+    is (clip, frames, interval, degradations); each file atomically (`studio_nova.atomic`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     sheet = contact_sheet(samples, per_sample=per_sample, panel_width=panel_width)
     ok, png = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
     if not ok:
         raise RuntimeError("OpenCV could not PNG-encode the contact sheet")
-    _atomic_write(path, png.tobytes())
+    write_bytes(path, png.tobytes())
     described: list[dict[str, Any]] = [
         {**s.meta, "keyframes": sorted(s.keyframes), "rows": sheet_rows(s, per_sample), "caption": s.caption}
         for s in samples
     ]
-    _atomic_write(path.with_suffix(".json"), json.dumps(described, indent=2).encode())
+    write_json(path.with_suffix(".json"), described)
     return path
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temp.write_bytes(data)
-    os.replace(temp, path)

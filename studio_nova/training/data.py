@@ -31,11 +31,15 @@ import cv2
 import numpy as np
 
 from studio_nova.errors import MediaError, StudioNovaError, TrainingDataError
-from studio_nova.frames import to_float
 from studio_nova.media.decode import read_frames
+from studio_nova.media.frames import to_float
 from studio_nova.media.info import MediaInfo
 from studio_nova.media.probe import probe
-from studio_nova.training.degrade import INTERVAL_RANGE, anchored_control, source_fidelity
+from studio_nova.training.degrade import (
+    INTERVAL_RANGE,
+    anchored_control,
+    source_fidelity,
+)
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +105,7 @@ class TrainingData:
 def find_clips(path: str | os.PathLike[str], window: int, *, exclude: Path | None = None) -> TrainingData:
     """The clips under `path` (a folder, searched recursively; a video file; or a cut) that hold
     at least `window` frames. Files under `exclude` (the run's output folder) are ignored."""
-    from studio_nova.ingest import ADAPTERS
+    from studio_nova.cut.ingest import ADAPTERS
 
     root = Path(os.path.abspath(path))
     if window < 1:
@@ -164,7 +168,12 @@ def _folder_clips(root: Path, exclude: Path | None) -> tuple[list[TrainingClip],
 
 def _cut_clips(cut: Path) -> tuple[list[TrainingClip], list[SkippedClip]]:
     """Every enabled video clip of the cut, over the source range it uses."""
-    from studio_nova.ingest import iter_video_clips, read_timeline, resolve_media, source_frames
+    from studio_nova.cut.ingest import (
+        iter_video_clips,
+        read_timeline,
+        resolve_media,
+        source_frames,
+    )
 
     timeline = read_timeline(cut)
     clips, skipped = [], []

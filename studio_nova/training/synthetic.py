@@ -8,8 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
+from studio_nova.footage.synthetic import make_scene
 from studio_nova.media.encode import VideoWriter
-from studio_nova.synthetic import make_scene
 
 # (frames, width, height): different lengths, sizes and aspect ratios, as a studio's clips are.
 DEFAULT_CLIPS: tuple[tuple[int, int, int], ...] = ((40, 64, 48), (33, 48, 48), (50, 80, 48))

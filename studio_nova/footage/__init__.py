@@ -1,0 +1,1 @@
+"""Footage with a known truth, generated: the demo's and the tests' clips."""

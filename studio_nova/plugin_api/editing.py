@@ -1,0 +1,79 @@
+"""The keyframe-editor contract.
+
+An editor turns the original keyframes of one shot into edited keyframes plus, per keyframe, a
+mask of where the edit changed the image. Editors are entry-point plugins in the group
+`studio_nova.editors`; the class named by the entry point is instantiated without arguments, or
+with ``from_settings(settings)`` when it defines that classmethod (see `registry.load_plugin`), and
+`edit()` is called once per shot (and again, with a new instruction or seed, after a rejection).
+The run's settings also travel in the context (`EditContext.settings`): an editor reads what it
+is configured with (weights folders, device) there, never from the environment.
+
+Images are float32 RGB in [0, 1], H×W×3, at the source size; masks float32 H×W in [0, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from studio_nova.config import Settings, load_settings
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    """An original keyframe: source frame number (DESIGN section 4) and its pixels."""
+
+    source_frame: int
+    image: np.ndarray
+
+
+@dataclass(frozen=True)
+class ShotSource:
+    """Where a shot's frames come from, for editors that need more than its keyframes (a
+    background replacement reads the source's alpha channel and the new background for the same
+    moments). Source media is read-only."""
+
+    media: Path
+    first_frame: int
+    last_frame: int
+    work_dir: Path | None = None  # a folder the editor may keep intermediates in (reused on rerun)
+
+
+@dataclass(frozen=True)
+class EditContext:
+    """Everything an editor receives for one shot."""
+
+    shot: str
+    keyframes: Sequence[Keyframe]
+    instruction: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    region: np.ndarray | None = None  # H×W in [0, 1]: confine the edit here when given
+    reference: np.ndarray | None = None  # an edited image whose look every keyframe should share
+    source: ShotSource | None = None  # the shot's media and range (set by the pipeline)
+    # The run's settings (the workspace's, set by the pipeline); built from the environment only
+    # when a caller (a test, the conformance suite) makes a context without them.
+    settings: Settings = field(default_factory=load_settings, repr=False)
+
+
+@dataclass(frozen=True)
+class EditedKeyframe:
+    source_frame: int
+    image: np.ndarray  # float32 H×W×3 in [0, 1]
+    mask: np.ndarray  # float32 H×W in [0, 1]; 0 where the edit left the pixel unchanged
+
+
+@dataclass(frozen=True)
+class EditResult:
+    keyframes: list[EditedKeyframe]
+    info: dict[str, Any] = field(default_factory=dict)  # model, seed, settings: for store and review
+
+
+@runtime_checkable
+class KeyframeEditor(Protocol):
+    name: str
+
+    def edit(self, context: EditContext) -> EditResult: ...

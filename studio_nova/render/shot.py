@@ -1,0 +1,393 @@
+"""Render one shot: propagate chunk by chunk, blend overlaps, encode, assemble, QC.
+
+Each chunk's committed frames are encoded as a ProRes segment in a work folder, and the frames it
+shares with the next chunk are kept losslessly as that chunk's anchors. A ledger (the store, in the
+pipeline) records finished chunks, so an interrupted render resumes at the first unfinished chunk.
+The master is the stream-copy concatenation of the segments (one generation of codec loss), written
+under a temporary name and renamed; the H.264 proxy is made from the master.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Mapping, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from studio_nova.atomic import atomic_path, write_text
+from studio_nova.errors import PluginError, PropagationError, StudioNovaError
+from studio_nova.media.decode import read_frames
+from studio_nova.media.encode import VideoWriter, concat, make_proxy
+from studio_nova.media.frames import to_float
+from studio_nova.media.info import MediaInfo
+from studio_nova.media.probe import probe
+from studio_nova.media.timecode import frames_to_timecode
+from studio_nova.plugin_api.editing import EditedKeyframe
+from studio_nova.plugin_api.propagation import ChunkInput, ChunkOutput, CompositeGuide, Propagator
+from studio_nova.render import qc
+
+log = logging.getLogger(__name__)
+
+SEAM_PSNR_CAP = 100.0  # dB reported when two chunks agree exactly on their overlap
+
+
+class ChunkLedger(Protocol):
+    """Where chunk progress is recorded (the store in the pipeline; a dict in tests)."""
+
+    def is_done(self, index: int) -> bool: ...
+
+    def start(self, index: int) -> None: ...
+
+    def complete(self, index: int, output: Path) -> None: ...
+
+    def fail(self, index: int, error: str) -> None: ...
+
+
+@dataclass
+class MemoryLedger:
+    """A ledger kept in memory: renders that need no resume (tests, one-off previews)."""
+
+    done: set[int] = field(default_factory=set)
+
+    def is_done(self, index: int) -> bool:
+        return index in self.done
+
+    def start(self, index: int) -> None:
+        pass
+
+    def complete(self, index: int, output: Path) -> None:
+        self.done.add(index)
+
+    def fail(self, index: int, error: str) -> None:
+        self.done.discard(index)
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    prores_qscale: int = 4
+    proxy_crf: int = 20
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    master: Path
+    proxy: Path
+    frames: int
+    qc: dict
+
+
+@dataclass(frozen=True)
+class RenderProgress:
+    """Where one shot's render stands. An observer hears it once before the first chunk this
+    render works on (a resumed render starts past 0) and after every chunk it finishes."""
+
+    shot: str
+    chunk_index: int  # chunks finished, of `chunks`
+    chunks: int
+    frames_done: int  # source frames those chunks committed, of `frames_total`
+    frames_total: int
+
+
+@runtime_checkable
+class RenderObserver(Protocol):
+    """A progress callback that wants every `RenderProgress` (frames too, so it can tell speed
+    and time left)."""
+
+    def render_progress(self, event: RenderProgress) -> None: ...
+
+
+# A plain callable hears (chunks done, chunks total) after each chunk, as it always has (the
+# Prefect flow's progress artifact); a RenderObserver hears every RenderProgress instead.
+ProgressFn = Callable[[int, int], None] | RenderObserver
+GuideFn = Callable[[int, np.ndarray], CompositeGuide]  # (first source frame, source frames) → guide
+
+
+def render_shot(
+    *,
+    shot: str,
+    info: MediaInfo,
+    first_frame: int,
+    last_frame: int,
+    chunks: Sequence[tuple[int, int]],
+    keyframes: Mapping[int, EditedKeyframe],
+    propagator: Propagator,
+    work_dir: Path,
+    master_path: Path,
+    proxy_path: Path,
+    ledger: ChunkLedger,
+    encode: EncodeSettings = EncodeSettings(),
+    progress: ProgressFn | None = None,
+    instruction: str = "",
+    guide: GuideFn | None = None,
+    identity: str | None = None,
+) -> RenderResult:
+    """Render source frames `first_frame..last_frame` of `info` with the edits of `keyframes`.
+
+    With `guide` (a background replacement), each chunk also carries its composite guide and the
+    QC gains the background figures (`studio_nova.render.background.background_qc`).
+    `identity` (the render's, see `studio_nova.workflow.render_plan`) is written into the master's
+    and the proxy's metadata; a file already at either path is reused only when it carries the
+    same identity (this render, stopped after writing it), and is never replaced.
+    """
+    if not chunks or chunks[0][0] != first_frame or chunks[-1][1] != last_frame:
+        raise ValueError(f"chunks {list(chunks)[:3]}… do not cover frames {first_frame}..{last_frame}")
+    name = getattr(propagator, "name", type(propagator).__name__)
+    if guide is not None and not getattr(propagator, "supports_guide", False):
+        raise PluginError(
+            f"propagator {name!r} cannot render a background replacement (it does not read "
+            "ChunkInput.guide); use flow or nova", shot=shot,
+        )
+    work_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    segments: list[Path] = []
+    frames = last_frame - first_frame + 1
+    rendered_frames = 0  # by this call: a resumed render's speed counts only its own work
+    done = RenderProgress(shot, 0, len(chunks), 0, frames)  # resumed chunks included
+    for index, (start, end) in enumerate(chunks):
+        segment = work_dir / f"chunk_{index:04d}.mov"
+        stats_path = work_dir / f"chunk_{index:04d}.json"
+        next_start = chunks[index + 1][0] if index + 1 < len(chunks) else None
+        tail_path = work_dir / f"chunk_{index:04d}_tail.npy"
+        committed = (next_start if next_start is not None else end + 1) - start
+        if ledger.is_done(index) and segment.exists() and stats_path.exists() and (
+            next_start is None or tail_path.exists()
+        ):
+            segments.append(segment)
+            done = _advance(done, committed)
+            continue
+        if rendered_frames == 0:  # the first chunk this call renders: say where it starts
+            _report(progress, done, plain=False)
+        ledger.start(index)
+        try:
+            _render_chunk(
+                shot=shot,
+                info=info,
+                index=index,
+                start=start,
+                end=end,
+                next_start=next_start,
+                previous_tail=work_dir / f"chunk_{index - 1:04d}_tail.npy" if index else None,
+                keyframes=keyframes,
+                propagator=propagator,
+                segment=segment,
+                tail_path=tail_path,
+                stats_path=stats_path,
+                encode=encode,
+                instruction=instruction,
+                guide=guide,
+            )
+        except Exception as exc:
+            ledger.fail(index, str(exc))
+            raise
+        ledger.complete(index, segment)
+        segments.append(segment)
+        rendered_frames += committed
+        done = _advance(done, committed)
+        _report(progress, done, plain=True)
+
+    timecode = frames_to_timecode(info.start_frame + first_frame, info.rate)
+    tag = render_tag(identity)
+    if not _ours(master_path, tag, frames, shot):
+        master_path.parent.mkdir(parents=True, exist_ok=True)
+        concat(segments, master_path, timecode=timecode, comment=tag)
+    if not _ours(proxy_path, tag, frames, shot):
+        make_proxy(master_path, proxy_path, crf=encode.proxy_crf, comment=tag)
+    elapsed = time.perf_counter() - started
+    report = _shot_qc(work_dir, len(chunks), frames, rendered_frames, elapsed)
+    return RenderResult(master=master_path, proxy=proxy_path, frames=frames, qc=report)
+
+
+def _advance(done: RenderProgress, frames: int) -> RenderProgress:
+    return replace(done, chunk_index=done.chunk_index + 1, frames_done=done.frames_done + frames)
+
+
+def _report(progress: ProgressFn | None, event: RenderProgress, *, plain: bool) -> None:
+    """Tell `progress` where the render stands: an observer every event, a plain callable only
+    the finished chunks (`plain`), as (chunks done, chunks total)."""
+    if isinstance(progress, RenderObserver):
+        progress.render_progress(event)
+    elif progress is not None and plain:
+        progress(event.chunk_index, event.chunks)
+
+
+def _render_chunk(
+    *,
+    shot: str,
+    info: MediaInfo,
+    index: int,
+    start: int,
+    end: int,
+    next_start: int | None,
+    previous_tail: Path | None,
+    keyframes: Mapping[int, EditedKeyframe],
+    propagator: Propagator,
+    segment: Path,
+    tail_path: Path,
+    stats_path: Path,
+    encode: EncodeSettings,
+    instruction: str,
+    guide: GuideFn | None = None,
+) -> None:
+    source = np.stack(list(read_frames(info, start, end)))
+    anchors: dict[int, np.ndarray] = {}
+    if previous_tail is not None:
+        tail = np.load(previous_tail)
+        anchors = {j: tail[j] for j in range(min(len(tail), len(source)))}
+    chunk_keyframes = {f - start: kf for f, kf in keyframes.items() if start <= f <= end}
+    chunk_guide = guide(start, source) if guide is not None else None
+    output = propagator.propagate(
+        ChunkInput(
+            shot=shot,
+            first_frame=start,
+            frames=source,
+            keyframes=chunk_keyframes,
+            anchors=anchors,
+            instruction=instruction,
+            guide=chunk_guide,
+        )
+    )
+    _check_output(output, source, shot, start, getattr(propagator, "name", type(propagator).__name__))
+
+    final = output.frames.copy()
+    seam = None
+    if anchors:
+        # Cross-fade from the previous chunk's result into this one over the shared frames.
+        n = len(anchors)
+        prev = np.stack([anchors[j] for j in range(n)])
+        seam = qc.psnr(prev, output.frames[:n])
+        weights = (np.arange(1, n + 1, dtype=np.float32) / (n + 1))[:, None, None, None]
+        mixed = (1.0 - weights) * prev.astype(np.float32) + weights * output.frames[:n].astype(np.float32)
+        final[:n] = np.rint(mixed).astype(source.dtype)
+
+    commit_end = (next_start - start) if next_start is not None else len(source)
+    untouched = output.masks[:commit_end] == 0
+    exact = (final[:commit_end] == source[:commit_end]).all(axis=-1)
+    stats = {
+        "frames": int(commit_end),
+        "untouched_pixels": int(untouched.sum()),
+        "untouched_exact_pixels": int((untouched & exact).sum()),
+        "edited_coverage": float(output.masks[:commit_end].mean() / 255.0),
+        "seam_psnr_db": None if seam is None else float(min(seam, SEAM_PSNR_CAP)),
+    }
+    if chunk_guide is not None:
+        from studio_nova.render.background import background_qc
+
+        stats["background"] = background_qc(
+            to_float(source[:commit_end]), to_float(final[:commit_end]),
+            chunk_guide.alpha[:commit_end], chunk_guide.background[:commit_end],
+            core=chunk_guide.changed[:commit_end] <= 0,
+        )
+
+    for stale in (segment, tail_path):  # our own leftovers from an interrupted attempt
+        if stale.exists():
+            stale.unlink()
+    with VideoWriter(
+        segment,
+        width=info.width,
+        height=info.height,
+        rate=info.rate,
+        codec="prores_hq",
+        input_dtype=source.dtype,
+        color_matrix=info.color_matrix,
+        prores_qscale=encode.prores_qscale,
+    ) as writer:
+        for frame in final[:commit_end]:
+            writer.write(frame)
+    if next_start is not None:
+        _save_atomic_npy(tail_path, final[next_start - start :])
+    write_text(stats_path, json.dumps(stats))
+
+
+def _check_output(output: ChunkOutput, source: np.ndarray, shot: str, start: int, name: str) -> None:
+    if not isinstance(output, ChunkOutput):
+        raise PluginError(f"propagator {name!r} returned {type(output).__name__}, not ChunkOutput", shot=shot)
+    if output.frames.shape != source.shape or output.frames.dtype != source.dtype:
+        raise PropagationError(
+            f"propagator {name!r} returned frames {output.frames.shape} {output.frames.dtype} "
+            f"for a chunk of {source.shape} {source.dtype}",
+            shot=shot,
+            frame=start,
+        )
+    if output.masks.shape != source.shape[:3] or output.masks.dtype != np.uint8:
+        raise PropagationError(
+            f"propagator {name!r} returned masks {output.masks.shape} {output.masks.dtype}, "
+            f"expected {source.shape[:3]} uint8",
+            shot=shot,
+            frame=start,
+        )
+
+
+def render_tag(identity: str | None) -> str | None:
+    """What a render writes into its files' `comment` metadata."""
+    return f"studio-nova render {identity}" if identity else None
+
+
+def _ours(path: Path, tag: str | None, expected: int, shot: str) -> bool:
+    """Whether a finished file of this very render is already at `path` (a previous attempt was
+    stopped after writing it, before the store recorded it). A file that does not carry this
+    render's identity is in the way: it is reported, never adopted and never replaced."""
+    if not path.exists():
+        return False
+    try:
+        found = probe(path)
+    except StudioNovaError:
+        found = None
+    if found is not None and tag is not None and found.comment == tag and found.frame_count == expected:
+        return True
+    what = "another render's" if found is not None and (found.comment or "").startswith("studio-nova render") else "a"
+    raise PropagationError(
+        f"{what} file that this render did not make is in the way; move it aside (or use another "
+        "--out) and run again: nothing was overwritten",
+        shot=shot,
+        path=path,
+    )
+
+
+def _shot_qc(work_dir: Path, n_chunks: int, frames: int, rendered: int, elapsed: float) -> dict:
+    stats = [json.loads((work_dir / f"chunk_{i:04d}.json").read_text()) for i in range(n_chunks)]
+    untouched = sum(s["untouched_pixels"] for s in stats)
+    exact = sum(s["untouched_exact_pixels"] for s in stats)
+    seams = [s["seam_psnr_db"] for s in stats if s["seam_psnr_db"] is not None]
+    coverage = sum(s["edited_coverage"] * s["frames"] for s in stats) / max(frames, 1)
+    report = {
+        "frames": frames,
+        "chunks": n_chunks,
+        "edited_coverage": round(coverage, 6),
+        "untouched_exact": 1.0 if untouched == 0 else exact / untouched,
+        "seam_psnr_db": round(min(seams), 3) if seams else None,
+        "render_fps": round(rendered / elapsed, 3) if rendered and elapsed > 0 else None,
+    }
+    background = [(s["frames"], s["background"]) for s in stats if s.get("background")]
+    if background:
+        report["background"] = _background_summary(background)
+    return report
+
+
+def _background_summary(chunks: list[tuple[int, dict]]) -> dict:
+    """A shot's background figures from its chunks': the worst fidelity, frame-weighted means of
+    the motions, pixel-weighted means of the edge figures."""
+
+    def weighted(key: str, weight: Callable[[int, dict], float]) -> float | None:
+        pairs = [(weight(n, s), s[key]) for n, s in chunks if s.get(key) is not None]
+        total = sum(w for w, _ in pairs)
+        return round(sum(w * v for w, v in pairs) / total, 4) if total else None
+
+    fidelity = [s["fg_fidelity_db"] for _, s in chunks if s.get("fg_fidelity_db") is not None]
+    bg, plate = weighted("bg_motion", lambda n, s: n), weighted("plate_motion", lambda n, s: n)
+    return {
+        "fg_fidelity_db": min(fidelity) if fidelity else None,
+        "bg_motion": bg,
+        "plate_motion": plate,
+        "bg_motion_ratio": round(bg / plate, 4) if bg is not None and plate else None,
+        "edge_bleed": weighted("edge_bleed", lambda n, s: s.get("edge_pixels") or 0),
+        "edge_halo": weighted("edge_halo", lambda n, s: s.get("edge_pixels") or 0),
+    }
+
+
+def _save_atomic_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as temp, open(temp, "wb") as handle:
+        np.save(handle, array)

@@ -1,0 +1,228 @@
+"""The render step: what identifies a render (its plan), whether a shot needs one, and rendering it
+chunk by chunk through the shot's propagator, recorded in the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from studio_nova.config import Settings
+from studio_nova.cut.plan import plan_chunks
+from studio_nova.errors import ReviewError, StudioNovaError
+from studio_nova.media.fingerprint import (
+    file_fingerprint,
+    fingerprint_paths,
+    json_digest,
+)
+from studio_nova.media.probe import probe
+from studio_nova.plugin_api.registry import PROPAGATORS, load_propagator, settings_options
+from studio_nova.render.shot import EncodeSettings, ProgressFn, render_shot
+from studio_nova.store import (
+    RenderRecord,
+    ShotRecord,
+    Store,
+)
+from studio_nova.workflow.keyframes import approved_keyframes, effective_edit
+from studio_nova.workflow.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _StoreLedger:
+    store: Store
+    chunk_ids: list[int]
+    done: set[int]
+    worker: str
+
+    def is_done(self, index: int) -> bool:
+        return index in self.done
+
+    def start(self, index: int) -> None:
+        self.store.claim_chunk(self.chunk_ids[index], self.worker)
+
+    def complete(self, index: int, output: Path) -> None:
+        self.store.complete_chunk(self.chunk_ids[index], str(output))
+        self.done.add(index)
+
+    def fail(self, index: int, error: str) -> None:
+        self.store.fail_chunk(self.chunk_ids[index], error)
+
+
+#: Bump when the render code changes what it writes for the same inputs, so that renders made
+#: by the older code are no longer taken for current ones.
+RENDER_FORMAT = 1
+MASTER_CODEC = "prores_422_hq"
+#: Shots `render` looks at: approved ones, interrupted renders, and rendered ones whose render may
+#: no longer match what decides its pixels.
+RENDERABLE = ("approved", "rendering", "rendered", "conformed")
+
+
+@dataclass(frozen=True)
+class RenderPlan:
+    """Everything that decides a render's pixels, and its hash (the render's identity)."""
+
+    backend: str
+    chunks: list[tuple[int, int]]
+    edit: dict[str, Any]
+    encode: EncodeSettings
+    inputs: dict[str, Any]
+    identity: str
+
+
+def render_plan(ws: Workspace, shot: ShotRecord, backend: str | None = None) -> RenderPlan:
+    """The identity a render of the shot would have now: media fingerprint, source range, edit
+    request (with a rejection's new instruction / seed) and the files it names, the approved
+    keyframes' content, the backend and its settings, the chunk plan and the encoder settings.
+    Two renders with the same identity have the same pixels; nothing else is compared."""
+    backend = backend or ws.settings.backend
+    chunks = plan_chunks(
+        shot.first_frame, shot.last_frame, length=ws.settings.chunk_length, overlap=ws.settings.chunk_overlap
+    )
+    edit = effective_edit(ws, shot)
+    encode = EncodeSettings(ws.settings.prores_qscale, ws.settings.proxy_crf)
+    inputs = {
+        "format": RENDER_FORMAT,
+        "media": file_fingerprint(shot.media),
+        "range": [shot.first_frame, shot.last_frame],
+        "edit": fingerprint_paths(edit),
+        "keyframes": _keyframes_digest(ws, shot),
+        "backend": {"name": backend, "options": fingerprint_paths(_propagator_options(ws.settings, backend))},
+        "chunks": [list(c) for c in chunks],
+        "encode": {"codec": MASTER_CODEC, **asdict(encode)},
+    }
+    return RenderPlan(backend, [tuple(c) for c in chunks], edit, encode, inputs, json_digest(inputs))
+
+
+def _keyframes_digest(ws: Workspace, shot: ShotRecord) -> str:
+    """The approved keyframes' content: the bytes of every edited image and mask, by frame."""
+    digest = hashlib.sha256()
+    for keyframe in ws.store.keyframes(shot.id):
+        digest.update(f"{keyframe.source_frame}\n".encode())
+        for path in (keyframe.edited_path, keyframe.mask_path):
+            try:
+                digest.update(Path(path).read_bytes() if path else b"-")
+            except OSError as exc:
+                raise ReviewError(
+                    f"approved keyframe file cannot be read ({exc.strerror or exc}); re-edit the "
+                    "shot's keyframes", shot=shot.name, frame=keyframe.source_frame, path=path,
+                ) from exc
+    return digest.hexdigest()
+
+
+def _usable(render: RenderRecord | None) -> bool:
+    return render is not None and bool(render.path) and Path(render.path).is_file()
+
+
+def _is_current(ws: Workspace, shot: ShotRecord, plan: RenderPlan) -> bool:
+    """Whether the shot is rendered and its render has the identity a render would have now."""
+    current = ws.store.current_render(shot.id)
+    return (
+        shot.status in ("rendered", "conformed")
+        and current is not None
+        and current.identity == plan.identity
+        and _usable(current)
+    )
+
+
+def needs_render(ws: Workspace, shot_id: int, backend: str | None = None) -> bool:
+    """Whether `render` would do anything for the shot: approved, interrupted, or rendered with
+    a render that no longer matches (so a rerun queues GPU work only for those)."""
+    shot = ws.store.shot(shot_id)
+    if shot.status in ("approved", "rendering"):
+        return True
+    if shot.status not in RENDERABLE:
+        return False
+    try:
+        return not _is_current(ws, shot, render_plan(ws, shot, backend))
+    except StudioNovaError:
+        return True  # its inputs cannot be read now: the render step reports why, on the shot
+
+
+def render(ws: Workspace, shot_id: int, *, backend: str | None = None, progress: ProgressFn | None = None) -> ShotRecord:
+    """Bring an approved shot's render up to date with what decides its pixels.
+
+    The shot's current render stands while its identity matches (nothing is rendered); a
+    complete render with the same identity elsewhere in the store (the same shot in another cut)
+    is linked, not rendered again; an interrupted render of the same identity resumes at its
+    first unfinished chunk; anything else renders a new version."""
+    shot = ws.store.shot(shot_id)
+    if shot.status not in RENDERABLE:
+        return shot
+    plan = render_plan(ws, shot, backend)
+    if _is_current(ws, shot, plan):
+        return shot
+    same = ws.store.find_render(plan.identity)
+    if _usable(same):
+        log.info("%s: render %s has the same identity; linked, nothing rendered", shot.name, same.path)
+        return ws.store.link_render(shot.id, same.id)
+    propagator = load_propagator(plan.backend, ws.settings)
+    info = probe(Path(shot.media))
+    record = ws.store.start_render(shot.id, codec=MASTER_CODEC, identity=plan.identity, inputs=plan.inputs)
+    chunk_rows = ws.store.plan_chunks(record.id, plan.chunks)
+    ledger = _StoreLedger(
+        ws.store, [c.id for c in chunk_rows], {c.index for c in chunk_rows if c.status == "done"}, ws.worker
+    )
+    master, proxy, work = ws.render_paths(shot, record.version)
+    try:
+        result = render_shot(
+            shot=shot.name,
+            info=info,
+            first_frame=shot.first_frame,
+            last_frame=shot.last_frame,
+            chunks=plan.chunks,
+            keyframes=approved_keyframes(ws, shot),
+            propagator=propagator,
+            work_dir=work,
+            master_path=master,
+            proxy_path=proxy,
+            ledger=ledger,
+            encode=plan.encode,
+            progress=progress,
+            instruction=str(plan.edit.get("instruction") or ""),
+            guide=_background_guide(ws, shot, plan.edit, info),
+            identity=plan.identity,
+        )
+    except StudioNovaError as exc:
+        ws.store.fail_render(record.id, str(exc))
+        raise
+    qc = dict(result.qc, backend=plan.backend, version=record.version)
+    ws.store.finish_render(record.id, path=str(result.master), proxy_path=str(result.proxy), qc=qc)
+    shutil.rmtree(work, ignore_errors=True)  # our own intermediates; the master holds every frame
+    return ws.store.shot(shot.id)
+
+
+def _background_guide(ws: Workspace, shot: ShotRecord, edit: dict[str, Any], info: Any) -> Any:
+    """For a background replacement, the per-chunk composite guide; None for other edits."""
+    if edit.get("kind", "edit") != "background":
+        return None
+    from studio_nova.cut.background_request import BackgroundRequest
+    from studio_nova.render.background import BackgroundReplacement
+
+    replacement = BackgroundReplacement(
+        BackgroundRequest.from_params(edit.get("params") or {}),
+        shot=shot.name, media=info, first_frame=shot.first_frame, last_frame=shot.last_frame,
+        seed=int(edit.get("seed") or 0), instruction=str(edit.get("instruction") or ""),
+        cache_dir=ws.generated_dir(shot),
+        settings=ws.settings,
+    )
+    return lambda start, frames: replacement.fuse(frames, start).guide()
+
+
+def _propagator_options(settings: Settings, backend: str) -> dict[str, Any]:
+    """The options the backend draws from the workspace's settings (not the environment's), as
+    the propagator declares them (`settings_options`, docs/editors.md section 5): part of the
+    render's identity, so that a change of them makes a new render."""
+    return settings_options(PROPAGATORS, backend, settings)
+
+
+def linked_render(ws: Workspace, shot: ShotRecord) -> RenderRecord | None:
+    """The render the shot's clip is conformed to, while it stands (rendered or conformed)."""
+    if shot.status not in ("rendered", "conformed"):
+        return None
+    return ws.store.current_render(shot.id)
