@@ -101,3 +101,19 @@ def write_text(path: str | os.PathLike[str], text: str, *, overwrite: bool = Tru
 def write_json(path: str | os.PathLike[str], payload: Any, *, overwrite: bool = True, **dumps: Any) -> Path:
     dumps.setdefault("indent", 2)
     return write_text(path, json.dumps(payload, **dumps), overwrite=overwrite)
+
+
+def remove_partials(path: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temp files a killed writer of `path` left beside it; returns what went.
+
+    Only for a caller that owns `path` right now (a render holding its shot's claim): a temp of a
+    writer still at work elsewhere would go too.
+    """
+    final = Path(path)
+    if not final.parent.is_dir():
+        return []
+    gone = []
+    for temp in final.parent.glob(f".{final.stem}.*{PARTIAL}{final.suffix}"):
+        _discard(temp)
+        gone.append(temp)
+    return gone

@@ -12,11 +12,14 @@ plugin's `from_settings`). Library and plugin code never reads the environment i
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 from studio_nova.errors import ConfigError
 
@@ -68,7 +71,9 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(16, description="Frames shared by neighbouring chunks (multiple of 4).")
     keyframe_interval: int = Field(10, description="Frames between keyframes.")
     default_editor: str = Field("recolor", description="Editor for `NOVA:` markers.")
-    default_params: dict[str, Any] = Field(
+    # NoDecode: the JSON is parsed by `_params_from_json` below, so a malformed value is a
+    # validation error naming the variable (pydantic-settings' own decoding raises before that).
+    default_params: Annotated[dict[str, Any], NoDecode] = Field(
         default_factory=dict, description="Editor params for `NOVA:` markers (JSON)."
     )
     default_seed: int = Field(0, description="Seed when an edit request names none.")
@@ -76,6 +81,11 @@ class Settings(BaseSettings):
     flow_preset: str = Field("fast", description="DIS optical-flow preset of `flow`: ultrafast|fast|medium.")
     prores_qscale: int = Field(4, description="ProRes 422 HQ quantiser (lower = larger, slower).")
     proxy_crf: int = Field(20, description="H.264 review proxy quality (x264 CRF).")
+    vfr: Literal["refuse", "resample"] = Field(
+        "refuse",
+        description="Variable-frame-rate media: refuse it (naming the file and its measured rates), or "
+        "resample it to the cut's rate by its timestamps.",
+    )
     reviewer: str | None = Field(None, description="Name recorded on CLI reviews. Default: the OS user.")
     review_timeout_hours: float = Field(
         48.0, description="Hours a review waits for an answer before it is reported expired."
@@ -115,6 +125,51 @@ class Settings(BaseSettings):
     background_i2v_dir: str | None = Field(
         None, description="Folder of Wan 2.1 image-to-video (diffusers layout) that animates generated backgrounds."
     )
+    media_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Folders a cut may reference (media, plates, mattes, painted keyframes, folders in params); "
+        "empty: anywhere readable. In the environment a path list like PATH (os.pathsep-separated) or a JSON list.",
+    )
+
+    @field_validator("default_params", mode="before")
+    @classmethod
+    def _params_from_json(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            parsed = json.loads(value) if value.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"not valid JSON ({exc.msg} at character {exc.pos}); give a JSON object, "
+                'e.g. {"hue_shift": 120}'
+            ) from None
+        if not isinstance(parsed, dict):
+            raise ValueError('must be a JSON object of editor params, e.g. {"hue_shift": 120}')
+        return parsed
+
+    @field_validator("media_roots", mode="before")
+    @classmethod
+    def _roots_from_path_list(cls, value: Any) -> Any:
+        if isinstance(value, (str, Path)):
+            text = str(value).strip()
+            if text.startswith("["):
+                try:
+                    return json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"not a valid JSON list ({exc.msg}); or give folders separated by {os.pathsep!r}") from None
+            return [part for part in text.split(os.pathsep) if part.strip()]
+        return value
+
+    @field_validator("media_roots")
+    @classmethod
+    def _roots_absolute(cls, value: list[Path]) -> list[Path]:
+        roots = []
+        for root in value:
+            root = root.expanduser()
+            if not root.is_absolute():
+                raise ValueError(f"media roots must be absolute folders, got {str(root)!r}")
+            roots.append(Path(os.path.realpath(root)))  # symlinks and '..' resolved, as paths are checked
+        return roots
 
     @field_validator("chunk_length")
     @classmethod
@@ -149,6 +204,14 @@ class Settings(BaseSettings):
     def _cron_has_5_fields(cls, value: str) -> str:
         return validate_cron(value)
 
+    @field_validator("vfr", mode="before")
+    @classmethod
+    def _vfr_policy(cls, value: Any) -> Any:
+        text = str(value).strip().lower() if isinstance(value, str) else value
+        if text not in ("refuse", "resample"):
+            raise ValueError(f"must be 'refuse' or 'resample', got {value!r}")
+        return text
+
     def store_url(self, out_dir: Path | None) -> str:
         """The store to use: the configured URL, else SQLite inside the output folder."""
         if self.database_url:
@@ -162,6 +225,8 @@ def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment, with a bad value reported as a ConfigError naming its variable."""
     try:
         return Settings(**overrides)
+    except SettingsError as exc:  # a value pydantic-settings itself could not decode
+        raise ConfigError(f"invalid setting: {exc}; check the STUDIO_NOVA_ variables") from None
     except ValidationError as exc:
         problems = "; ".join(
             f"STUDIO_NOVA_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"

@@ -124,3 +124,16 @@ class TrainingDataError(TrainingError):
 
 class CheckpointError(TrainingError):
     """A training checkpoint is missing, incomplete, or does not fit this run (e.g. --resume)."""
+
+
+class OutputError(StudioNovaError):
+    """A folder or file a run writes cannot be made or written: a file in the way, no permission,
+    a read-only mount, a full disk."""
+
+
+class FileAccessError(StudioNovaError):
+    """A file or folder could not be read or written, and no check before said why."""
+
+
+class Interrupted(StudioNovaError):
+    """A command stopped by SIGTERM / SIGINT before it could finish (reported with 128 + signal)."""

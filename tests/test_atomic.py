@@ -61,3 +61,14 @@ def test_temp_names_keep_the_extension_and_hide_beside_the_output(tmp_path):
 def test_json_and_text_round_trip(tmp_path):
     assert atomic.write_json(tmp_path / "a.json", {"b": [1, 2]}).read_text() == '{\n  "b": [\n    1,\n    2\n  ]\n}'
     assert atomic.write_text(tmp_path / "b.txt", "héllo").read_text(encoding="utf-8") == "héllo"
+
+
+def test_partials_a_killed_writer_left_are_removed_and_nothing_else(tmp_path):
+    target = tmp_path / "sh010_v001.mov"
+    stale = atomic.temp_sibling(target)
+    stale.write_bytes(b"half a master")
+    other = atomic.temp_sibling(tmp_path / "sh010_v001_proxy.mp4")
+    other.write_bytes(b"someone else's")
+    target.write_bytes(b"whole")
+    assert atomic.remove_partials(target) == [stale]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other.name, target.name])

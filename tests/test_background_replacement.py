@@ -4,7 +4,6 @@ chroma key, from a matte file and from the source's own alpha channel."""
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -12,15 +11,14 @@ import opentimelineio as otio
 import pytest
 
 from studio_nova import workflow
-
-from studio_nova.render import qc
 from studio_nova.config import Settings
-from studio_nova.media.frames import to_float
-from studio_nova.media.decode import read_frames
-from studio_nova.media.probe import probe
 from studio_nova.footage.greenscreen import make_greenscreen
-from studio_nova.testing import run_editor_conformance
+from studio_nova.media.decode import read_frames
+from studio_nova.media.frames import to_float
+from studio_nova.media.probe import probe
 from studio_nova.plugin_api.editing import Keyframe, ShotSource
+from studio_nova.render import qc
+from studio_nova.testing import run_editor_conformance
 from studio_nova_plugins.editors.background import BackgroundEditor
 
 W, H, N = 256, 144, 30

@@ -15,14 +15,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from studio_nova_plugins.backgrounds.generator import GeneratedBackground
-from studio_nova_plugins.backgrounds.plate import PlateBackground
-from studio_nova_plugins.backgrounds.still import StillBackground
 
 from studio_nova.errors import ConfigError, EditRequestError
 from studio_nova.media.encode import VideoWriter
 from studio_nova.plugin_api.backgrounds import BackgroundContext, check_background
 from studio_nova.plugin_api.registry import BACKGROUNDS, load_plugin
+from studio_nova_plugins.backgrounds.generator import GeneratedBackground
+from studio_nova_plugins.backgrounds.plate import PlateBackground
+from studio_nova_plugins.backgrounds.still import StillBackground
 
 # --- footage ---------------------------------------------------------------------------------
 

@@ -18,12 +18,11 @@ from pathlib import Path
 
 import opentimelineio as otio
 import pytest
+from test_pipeline import KEYED, H, W, _clip, _timeline, _write
 
 from studio_nova.app.server import api_url, free_port, is_healthy
-from studio_nova.store import Store
 from studio_nova.footage.synthetic import make_scene
-
-from test_pipeline import KEYED, H, W, _clip, _timeline, _write
+from studio_nova.store import Store
 
 pytestmark = pytest.mark.browser
 

@@ -11,15 +11,14 @@ from pathlib import Path
 import numpy as np
 import opentimelineio as otio
 import pytest
+from test_pipeline import KEYED, H, W, _clip, _timeline, _write
 
-from studio_nova.render import qc
+from studio_nova.footage.synthetic import hue_rotate, make_scene
+from studio_nova.media.decode import read_frames
 from studio_nova.media.frames import to_float
 from studio_nova.media.keyframe_files import write_png
-from studio_nova.media.decode import read_frames
 from studio_nova.media.probe import probe
-from studio_nova.footage.synthetic import hue_rotate, make_scene
-
-from test_pipeline import KEYED, H, W, _clip, _timeline, _write
+from studio_nova.render import qc
 
 
 def studio_nova(*args: str, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:

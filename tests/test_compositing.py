@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from studio_nova.render import qc
 from studio_nova.cut.background_request import BackgroundRequest
-from studio_nova.render.background import background_qc
+from studio_nova.errors import EditRequestError, PluginError, PropagationError
 from studio_nova.media.compositing import (
     CompositeOptions,
     composite,
@@ -18,9 +17,10 @@ from studio_nova.media.compositing import (
     spill_channel,
     unmix,
 )
-from studio_nova.errors import EditRequestError, PluginError, PropagationError
-from studio_nova.plugin_api.propagation import ChunkInput, CompositeGuide, guided_output
 from studio_nova.plugin_api.editing import EditedKeyframe
+from studio_nova.plugin_api.propagation import ChunkInput, CompositeGuide, guided_output
+from studio_nova.render import qc
+from studio_nova.render.background import background_qc
 
 H, W = 120, 200
 NONE = CompositeOptions(spill="none", light_wrap=0.0)

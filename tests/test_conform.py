@@ -18,8 +18,8 @@ from opentimelineio.opentime import RationalTime, TimeRange
 
 from studio_nova.config import Settings
 from studio_nova.cut.conform import RenderedShot, conform
-from studio_nova.errors import ConformError
 from studio_nova.cut.ingest import ingest, iter_video_clips
+from studio_nova.errors import ConformError
 
 NTSC = 23.976  # how OTIO (and most NLE exports) store 24000/1001
 TC = 86400  # 01:00:00:00 at 24 frames per timecode second

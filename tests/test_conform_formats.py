@@ -17,14 +17,14 @@ import numpy as np
 import opentimelineio as otio
 import pytest
 from opentimelineio.opentime import RationalTime, TimeRange
+from test_pipeline import _timeline
 
 from studio_nova.cut.conform import RenderedShot, conform
+from studio_nova.cut.ingest import seconds
+from studio_nova.cut.paths import path_of_url
 from studio_nova.errors import ConformError
-from studio_nova.cut.ingest import path_of_url, seconds
 from studio_nova.media.encode import VideoWriter
 from studio_nova.media.timecode import frames_to_timecode, nominal_fps, snap_rate
-
-from test_pipeline import _timeline
 
 W, H = 64, 36
 FORMATS = ("fcp_xml", "cmx_3600", "fcpx_xml", "AAF")

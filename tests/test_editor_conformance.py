@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from studio_nova.plugin_api.editing import EditContext, EditedKeyframe, EditResult
 from studio_nova.errors import EditRequestError
 from studio_nova.media.frames import from_float, to_float
 from studio_nova.media.keyframe_files import keyframe_filename, write_png
+from studio_nova.plugin_api.editing import EditContext, EditedKeyframe, EditResult
 from studio_nova.testing import (
     ConformanceError,
     conformance_keyframes,

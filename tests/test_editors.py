@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio_nova.plugin_api.editing import EditContext, Keyframe, KeyframeEditor
 from studio_nova.errors import EditRequestError, KeyframeError
 from studio_nova.media.frames import from_float, to_float
 from studio_nova.media.keyframe_files import (
@@ -21,6 +20,7 @@ from studio_nova.media.keyframe_files import (
     write_mask_png,
     write_png,
 )
+from studio_nova.plugin_api.editing import EditContext, Keyframe, KeyframeEditor
 from studio_nova_plugins.editors.artist import ArtistEditor, painted_mask
 from studio_nova_plugins.editors.recolor import RecolorEditor, parse_instruction, recolor_image
 

@@ -15,11 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from studio_nova.render import qc
-from studio_nova.plugin_api.editing import EditedKeyframe
 from studio_nova.errors import ConfigError, KeyframeError, PropagationError, StudioNovaError
-from studio_nova.media.frames import from_float, to_float
-from studio_nova.plugin_api.propagation import ChunkInput, ChunkOutput, Propagator
 from studio_nova.footage.synthetic import (
     apply_through_mask,
     colour_grade,
@@ -27,6 +23,10 @@ from studio_nova.footage.synthetic import (
     hue_rotate,
     make_scene,
 )
+from studio_nova.media.frames import from_float, to_float
+from studio_nova.plugin_api.editing import EditedKeyframe
+from studio_nova.plugin_api.propagation import ChunkInput, ChunkOutput, Propagator
+from studio_nova.render import qc
 from studio_nova_plugins.propagators.flow import FlowPropagator
 
 N, W, H, SEED = 81, 192, 108, 11
@@ -288,3 +288,21 @@ def test_bad_chunks_name_the_shot_and_frame():
     assert info.value.frame == 101
     with pytest.raises(StudioNovaError):
         FlowPropagator().propagate(ChunkInput("s020", 100, to_float(source), {0: good}))
+
+
+@pytest.mark.parametrize("h, w, min_psnr", [(16, 4096, 30.0), (4096, 16, 30.0), (9, 2000, 30.0), (2, 2, None)])
+def test_when_frames_are_thin_strips_or_tiny_then_a_global_grade_still_propagates(h, w, min_psnr):
+    """Extreme aspect ratios: the flow levels and the scene-cut thumbnails must stay inside what
+    OpenCV can compute (DIS needs 8-pixel patches; remap caps a side at 32767). Four pixels carry
+    too little to fit a grade from, so a 2×2 frame only has to come back whole."""
+    rng = np.random.default_rng(3)
+    base = rng.integers(40, 200, (1, h, w, 3)).astype(np.float32)
+    frames = np.clip(base + rng.normal(0, 3, (17, h, w, 3)), 0, 255).astype(np.uint8)
+    graded = {i: np.clip(frames[i] / 255.0 * 0.6, 0, 1).astype(np.float32) for i in (0, 8, 16)}
+    keyframes = {i: EditedKeyframe(i, image, np.ones((h, w), np.float32)) for i, image in graded.items()}
+    out = FlowPropagator().propagate(ChunkInput("strip", 0, frames, keyframes))
+    assert out.frames.shape == frames.shape and out.masks.shape == frames.shape[:3]
+    assert out.frames.dtype == frames.dtype
+    if min_psnr is not None:
+        truth = np.clip(frames / 255.0 * 0.6, 0, 1)
+        assert qc.psnr(to_float(out.frames[4]), truth[4]) > min_psnr

@@ -17,19 +17,19 @@ import pytest
 from opentimelineio.opentime import RationalTime, TimeRange
 
 from studio_nova.config import Settings
+from studio_nova.cut.ingest import (
+    EditRequest,
+    _edit_request,
+    edit_request_of,
+    ingest,
+    iter_video_clips,
+    read_timeline,
+)
 from studio_nova.errors import (
     EditRequestError,
     MediaError,
     MediaRangeError,
     TimelineError,
-)
-from studio_nova.cut.ingest import (
-    _edit_request,
-    EditRequest,
-    edit_request_of,
-    ingest,
-    iter_video_clips,
-    read_timeline,
 )
 
 MEDIA_FRAMES = 48
@@ -518,3 +518,65 @@ def test_when_an_otio_file_holds_a_track_not_a_timeline_then_it_is_refused(tmp_p
     otio.adapters.write_to_file(track("Video", gap(1)), str(path))
     with pytest.raises(TimelineError, match="not a timeline"):
         read_timeline(path)
+
+
+# ------------------------------------------------------------------ names, media roots, paths
+
+
+def test_when_a_clip_has_no_name_then_its_shot_and_its_problems_go_by_its_place_in_the_cut(tmp_path, media):
+    timeline = otio.schema.Timeline(name="   ")
+    timeline.tracks.append(track(
+        "Video",
+        clip("", str(media["abs"]), 86400, 5, marker="NOVA: x"),
+        clip(" \t", str(tmp_path / "gone.mov"), 86400, 5, marker="NOVA: x"),
+        clip("sh\x07030", str(media["abs"]), 86405, 5, marker="NOVA: x"),
+    ))
+    path = save(timeline, tmp_path / "unnamed.otio")
+    cut = ingest(path, SETTINGS)
+    assert cut.name == "unnamed", "a blank timeline name falls back to the file's"
+    assert [(s.key, s.name) for s in cut.shots] == [("V1/0", "V1_0"), ("V1/2", "sh030")]
+    [gone] = cut.problems
+    assert (gone.key, gone.name, gone.error.shot) == ("V1/1", "V1_1", "V1_1")
+    assert "clip 'V1_1' (V1/1)" in str(gone.error) and "gone.mov" in str(gone.error)
+
+
+def test_media_outside_the_roots_is_refused_before_it_is_probed(tmp_path, media, monkeypatch):
+    import studio_nova.cut.ingest as cut_ingest
+
+    probed: list[Path] = []
+    real_probe = cut_ingest.probe
+    monkeypatch.setattr(cut_ingest, "probe", lambda p: probed.append(Path(p)) or real_probe(p))
+    inside = media["abs"].parent
+    (tmp_path / "link.mov").symlink_to(media["abs"])
+    timeline = otio.schema.Timeline()
+    timeline.tracks.append(track(
+        "Video",
+        clip("ok", str(media["abs"]), 86400, 5, marker="NOVA: x"),
+        clip("dotdot", f"file://{inside}/sub/../../outside.mov", 86400, 5, marker="NOVA: x"),
+        clip("linked_in", str(tmp_path / "link.mov"), 86400, 5, marker="NOVA: x"),
+        clip("plate", str(media["abs"]), 86400, 5, edit={
+            "kind": "background", "background": {"source": "plate", "params": {"video": str(tmp_path / "p.mov")}}}),
+    ))
+    settings = Settings(media_roots=[inside])
+    cut = ingest(save(timeline, tmp_path / "roots.otio"), settings)
+
+    assert [s.name for s in cut.shots] == ["ok", "linked_in"], "a link from outside into a root is fine"
+    problems = {p.name: p.error for p in cut.problems}
+    assert set(problems) == {"dotdot", "plate"}
+    assert isinstance(problems["dotdot"], MediaError) and problems["dotdot"].path == inside.parent / "outside.mov"
+    assert "outside the media roots" in str(problems["dotdot"]) and "/sub/../../outside.mov" in str(problems["dotdot"])
+    assert isinstance(problems["plate"], EditRequestError) and "background.params.video" in str(problems["plate"])
+    assert all(p.resolve().is_relative_to(inside) for p in probed), probed
+
+
+@pytest.mark.parametrize(("path", "refused"), [
+    ("/etc/passwd", "system folder"),
+    ("/proc/self/environ", "system folder"),
+    ("/dev/zero", "system folder"),
+    ("/dev/shm/footage.mov", None),
+])
+def test_system_files_are_refused_even_without_media_roots(path, refused):
+    from studio_nova.cut.paths import path_refusal
+
+    why = path_refusal(path, file=True)
+    assert (why is None) if refused is None else (refused in why and path in why)

@@ -14,10 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from studio_nova_plugins.mattes.alpha import AlphaMatte
-from studio_nova_plugins.mattes.chroma import ChromaKeyMatte, key, parse_params
-from studio_nova_plugins.mattes.file import FileMatte
-from studio_nova_plugins.mattes.segmentation import SegmentationMatte
 
 from studio_nova.config import load_settings
 from studio_nova.errors import (
@@ -33,6 +29,10 @@ from studio_nova.media.info import MediaInfo
 from studio_nova.media.probe import probe
 from studio_nova.plugin_api.mattes import Matte, MatteContext, check_matte
 from studio_nova.testing.tiny_sam2 import build_tiny_sam2
+from studio_nova_plugins.mattes.alpha import AlphaMatte
+from studio_nova_plugins.mattes.chroma import ChromaKeyMatte, key, parse_params
+from studio_nova_plugins.mattes.file import FileMatte
+from studio_nova_plugins.mattes.segmentation import SegmentationMatte
 
 N, W, H = 12, 320, 180
 

@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 
 from studio_nova.config import Settings
-from studio_nova.plugin_api.editing import EditContext, Keyframe
 from studio_nova.errors import ConfigError, EditRequestError, StudioNovaError
+from studio_nova.plugin_api.editing import EditContext, Keyframe
 from studio_nova.testing import conformance_keyframes
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytest.importorskip("diffusers")
 
-from studio_nova.workflow.editor_status import editor_statuses, format_statuses  # noqa: E402
 from studio_nova.testing.tiny_models import ensure_tiny_model  # noqa: E402
+from studio_nova.workflow.editor_status import editor_statuses, format_statuses  # noqa: E402
 from studio_nova_plugins.editors import _model_editing as shared  # noqa: E402
 from studio_nova_plugins.editors.flux_kontext import FluxKontextEditor  # noqa: E402
 from studio_nova_plugins.editors.qwen_image_edit import QwenImageEditEditor  # noqa: E402
@@ -301,8 +301,8 @@ def test_a_rejected_model_edit_is_re_edited_as_a_new_version_and_the_old_one_is_
     import opentimelineio as otio
 
     from studio_nova import workflow
-    from studio_nova.media.keyframe_files import read_png
     from studio_nova.media.encode import VideoWriter
+    from studio_nova.media.keyframe_files import read_png
 
     rng = np.random.default_rng(4)
     media = tmp_path / "A001.mov"

@@ -24,20 +24,19 @@ from typing import Any, Callable, Iterator
 
 import opentimelineio as otio
 import pytest
+from conftest import PG_URL
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
-
-from studio_nova.config import load_settings, validate_cron
-from studio_nova.errors import ConfigError
-from studio_nova.media.probe import probe
-from studio_nova.app.server import free_port
-from studio_nova.store import Store
-from studio_nova.footage.synthetic import make_scene
-
-from conftest import PG_URL
 from test_pipeline import KEYED, H, W, _clip, _timeline, _write
 from test_server_e2e import _api, _cli, _env
+
+from studio_nova.app.server import free_port
+from studio_nova.config import load_settings, validate_cron
+from studio_nova.errors import ConfigError
+from studio_nova.footage.synthetic import make_scene
+from studio_nova.media.probe import probe
+from studio_nova.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 NIGHTLY = ("studio-nova-render", "nightly")
@@ -347,9 +346,9 @@ def test_an_approved_shot_is_rendered_and_conformed_by_the_nightly_schedule_with
     assert (version, status) == (1, "complete") and path.endswith("sh010_v001.mov")
     assert Path(path).is_file() and probe(path).frame_count == 20
     # The pixels are the edit: every frame within codec loss of the recolour's truth.
-    from studio_nova.render import qc
-    from studio_nova.media.frames import to_float
     from studio_nova.media.decode import read_frames
+    from studio_nova.media.frames import to_float
+    from studio_nova.render import qc
     from studio_nova_plugins.editors.recolor import recolor_image
 
     for source, rendered in zip(read_frames(probe(media), 0, 19), read_frames(probe(path), 0, 19)):

@@ -15,6 +15,7 @@ pytest.importorskip("diffusers")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch.nn.functional as F  # noqa: E402
+from nova_fixtures import _one_thread, tiny  # noqa: E402,F401  (shared fixtures)
 from safetensors import safe_open  # noqa: E402
 
 from studio_nova.models.nova_transformer import (  # noqa: E402
@@ -25,11 +26,6 @@ from studio_nova.models.nova_transformer import (  # noqa: E402
     windowed_attention,
 )
 from studio_nova.models.tiny import TINY_TRANSFORMER  # noqa: E402
-
-
-from nova_fixtures import _one_thread, tiny  # noqa: E402,F401  (shared fixtures)
-
-
 
 
 def _inputs(batch: int = 2, frames: int = 5, seed: int = 0) -> dict:
@@ -233,8 +229,8 @@ def test_full_size_cost_on_the_meta_device_matches_the_design_cost_model():
     chunk of 50 CFG steps, dense branch included; whole-chunk cross-attention is not."""
     from diffusers import WanVACETransformer3DModel
 
-    from studio_nova_benchmarks.nova_model import _count_flops
     from studio_nova.models.tiny import FULL_TRANSFORMER
+    from studio_nova_benchmarks.nova_model import _count_flops
 
     with torch.device("meta"):
         base = WanVACETransformer3DModel(**FULL_TRANSFORMER)

@@ -19,8 +19,6 @@ pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from studio_nova_plugins.propagators.nova import NovaPropagator, model_size  # noqa: E402
-
 from studio_nova import workflow  # noqa: E402
 from studio_nova.config import Settings, load_settings  # noqa: E402
 from studio_nova.errors import ConfigError, KeyframeError  # noqa: E402
@@ -32,6 +30,7 @@ from studio_nova.media.probe import probe  # noqa: E402
 from studio_nova.plugin_api.editing import EditedKeyframe  # noqa: E402
 from studio_nova.plugin_api.propagation import ChunkInput, ChunkOutput  # noqa: E402
 from studio_nova.plugin_api.registry import load_propagator  # noqa: E402
+from studio_nova_plugins.propagators.nova import NovaPropagator, model_size  # noqa: E402
 
 W, H = 128, 72
 RATE = Fraction(25)

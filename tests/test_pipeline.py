@@ -15,15 +15,14 @@ import opentimelineio as otio
 import pytest
 
 from studio_nova import workflow
-
-from studio_nova.render import qc
 from studio_nova.config import Settings
-from studio_nova.media.frames import to_float
+from studio_nova.footage.synthetic import make_scene
 from studio_nova.media.decode import read_frames
 from studio_nova.media.encode import VideoWriter
+from studio_nova.media.frames import to_float
 from studio_nova.media.probe import probe
+from studio_nova.render import qc
 from studio_nova.store import Store
-from studio_nova.footage.synthetic import make_scene
 from studio_nova_plugins.editors.recolor import recolor_image
 
 W, H = 128, 72

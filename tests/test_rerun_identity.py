@@ -17,17 +17,16 @@ from pathlib import Path
 import numpy as np
 import opentimelineio as otio
 import pytest
+from test_pipeline import KEYED, _clip, _timeline, _write
 
 from studio_nova import workflow
 from studio_nova.config import Settings
-from studio_nova.media.keyframe_files import keyframe_filename, write_png
+from studio_nova.footage.synthetic import make_scene
 from studio_nova.media.decode import read_frames
 from studio_nova.media.fingerprint import EDGE_BYTES, file_fingerprint
+from studio_nova.media.keyframe_files import keyframe_filename, write_png
 from studio_nova.media.probe import probe
 from studio_nova.store import Store
-from studio_nova.footage.synthetic import make_scene
-
-from test_pipeline import KEYED, _clip, _timeline, _write
 
 FRAMES = 40
 TEAL = dict(KEYED, hue_shift=130)

@@ -17,24 +17,21 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
+from test_pipeline import KEYED, H, W, _clip, _timeline, _write
 
 from studio_nova import workflow
-
-from studio_nova.render import qc
-
-from studio_nova.workflow import review_gate
+from studio_nova.app.server import free_port
 from studio_nova.config import Settings, load_settings
 from studio_nova.errors import ConfigError, ReviewError
+from studio_nova.footage.synthetic import make_scene
+from studio_nova.media.decode import read_frames
 from studio_nova.media.frames import to_float
 from studio_nova.media.keyframe_files import read_png
-from studio_nova.media.decode import read_frames
 from studio_nova.media.probe import probe
+from studio_nova.render import qc
+from studio_nova.workflow import review_gate
 from studio_nova.workflow.review_page import PREVIEW_SIDE, Still, data_uri, review_markdown, stills_markdown
-from studio_nova.app.server import free_port
-from studio_nova.footage.synthetic import make_scene
 from studio_nova_plugins.editors.recolor import recolor_image
-
-from test_pipeline import KEYED, H, W, _clip, _timeline, _write
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_URI = re.compile(r"!\[([^\]]*)\]\((data:image/jpeg;base64,[A-Za-z0-9+/=]+)\)")

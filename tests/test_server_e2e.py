@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -17,12 +18,11 @@ from typing import Any, Callable
 
 import opentimelineio as otio
 import pytest
+from test_pipeline import KEYED, H, W, _clip, _timeline, _write
 
 from studio_nova.app.server import LocalServer, free_port
-from studio_nova.store import Store
 from studio_nova.footage.synthetic import make_scene
-
-from test_pipeline import KEYED, H, W, _clip, _timeline, _write
+from studio_nova.store import Store
 
 pytestmark = pytest.mark.slow
 
@@ -247,3 +247,105 @@ def test_an_unanswered_review_expires_is_reported_on_the_shot_and_can_be_reopene
         _wait("sh090 to render", lambda: _shots(out)["sh090"]["status"] == "conformed", 300, local)
     finally:
         local.stop()
+
+
+# ------------------------------------------------------------- the server ends with its workers
+
+
+def _children_of(pid: int) -> list[int]:
+    """Live processes whose parent is `pid` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _start_server_command(tmp_path: Path) -> tuple[subprocess.Popen, list[int]]:
+    """`studio-nova server` in its own session, once its server and both workers run."""
+    port = free_port()
+    env = _env(None, STUDIO_NOVA_PREFECT_PORT=str(port))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "studio_nova.app.cli", "server", "--port", str(port), "--home", str(tmp_path / "home"),
+         "--logs", str(tmp_path / "logs"), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO, start_new_session=True,
+    )
+    lines = []
+    try:
+        for line in proc.stdout:  # one JSON document, printed once the workers are started
+            lines.append(line)
+            if line == "}\n":
+                break
+        payload = json.loads("".join(lines))
+        assert payload["pools"] == ["studio-nova-cpu", "studio-nova-gpu"], payload
+        def started() -> list[int] | None:
+            children = _children_of(proc.pid)
+            return children if len(children) >= 3 else None
+
+        children = _wait("the server and its two workers", started, timeout=60)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        for child in _children_of(proc.pid):
+            os.killpg(child, signal.SIGKILL)
+        raise
+    return proc, children
+
+
+def _reap(children: list[int]) -> None:
+    for pid in children:  # whatever is left, so a failing test leaves nothing behind
+        if _group_alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_a_killed_server_command_takes_its_server_and_workers_with_it(tmp_path):
+    proc, children = _start_server_command(tmp_path)
+    try:
+        proc.kill()  # SIGKILL: no handler of ours runs
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while any(_alive(c) for c in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = [c for c in children if _alive(c)]
+        assert not left, f"orphans still running after SIGKILL of their parent: {left}"
+    finally:
+        _reap(children)
+
+
+def test_sigterm_stops_the_server_command_and_everything_it_started_within_seconds(tmp_path):
+    proc, children = _start_server_command(tmp_path)
+    try:
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        took = time.monotonic() - started
+        assert proc.returncode == 0, proc.stderr.read()
+        assert proc.stdout.read() == "", "more than the one JSON document on stdout"
+        assert took < 6.0, f"stopping took {took:.1f} s"
+        left = [c for c in children if _alive(c) or _group_alive(c)]
+        assert not left, f"still running after the server command stopped: {left}"
+    finally:
+        _reap(children)

@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
+from studio_nova.footage.greenscreen import KEY_CHANNEL, make_greenscreen
 from studio_nova.media.decode import read_alpha, read_frames
 from studio_nova.media.probe import probe
-from studio_nova.footage.greenscreen import KEY_CHANNEL, make_greenscreen
 
 N, W, H = 8, 160, 96
 

@@ -20,13 +20,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from nova_fixtures import _one_thread, tiny  # noqa: E402,F401  (shared fixtures)
 from safetensors import safe_open  # noqa: E402
 
 from studio_nova.models.nova_transformer import ADAPTER_FILE, ADAPTER_PREFIX, load_vace_transformer  # noqa: E402
 from studio_nova.training.synthetic import write_clips  # noqa: E402
 from studio_nova.training.trainer import evaluate, train  # noqa: E402
-
-from nova_fixtures import _one_thread, tiny  # noqa: E402,F401  (shared fixtures)
 
 pytestmark = pytest.mark.slow
 

@@ -15,9 +15,17 @@ import pytest
 from opentimelineio.opentime import RationalTime, TimeRange
 
 from studio_nova.errors import TrainingDataError
-from studio_nova.media.frames import to_float
 from studio_nova.media.decode import read_frames
-from studio_nova.training.contact_sheet import COLUMNS, HEADER, LABEL, MARGIN, panel_size, sheet_size, write_contact_sheet
+from studio_nova.media.frames import to_float
+from studio_nova.training.contact_sheet import (
+    COLUMNS,
+    HEADER,
+    LABEL,
+    MARGIN,
+    panel_size,
+    sheet_size,
+    write_contact_sheet,
+)
 from studio_nova.training.data import WindowDataset, WindowSampler, find_clips, fit_crop
 from studio_nova.training.synthetic import write_clips
 

@@ -16,6 +16,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from nova_fixtures import _one_thread, tiny  # noqa: E402,F401  (shared fixtures)
 from safetensors import safe_open  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
@@ -40,8 +41,6 @@ from studio_nova.training.trainer import (  # noqa: E402
     train,
     wan_loss_weights,
 )
-
-from nova_fixtures import _one_thread, tiny  # noqa: E402,F401  (shared fixtures)
 
 
 @pytest.fixture(scope="module")

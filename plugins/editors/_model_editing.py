@@ -316,6 +316,15 @@ class ModelEditor:
         return cls(settings, **options)
 
     @classmethod
+    def check_params(cls, params: Mapping[str, Any], *, instruction: str, settings: Settings, **_: Any) -> None:
+        """Refuse a request `edit` would refuse before loading anything: its params and
+        instruction, and the weights folder they and the settings name (files only)."""
+        context = EditContext(shot="", keyframes=[], instruction=instruction, params=params, settings=settings)
+        editor = cls(settings)
+        editor._parse_params(context)
+        editor._model_dir(context)
+
+    @classmethod
     def readiness(cls, settings: Settings) -> tuple[bool, str | None]:
         """Whether the weights this editor needs are where the settings say (nothing is loaded)."""
         return model_readiness(getattr(settings, cls.setting), cls.setting, cls.parts, cls.what)

@@ -52,6 +52,14 @@ class ArtistEditor:
 
     name = "artist"
 
+    @staticmethod
+    def check_params(
+        params: Mapping[str, Any], *, instruction: str = "", settings: Any = None, keyframes: Any = (), **_: Any
+    ) -> None:
+        """Refuse what `edit` would refuse: bad params, and keyframes still to paint (all listed)."""
+        folder, _tolerance, _feather = _parse_params(params, None)
+        _require_all_painted({frame: folder / keyframe_filename(frame) for frame in keyframes}, folder, None)
+
     def edit(self, context: EditContext) -> EditResult:
         # 1. Check the request.
         folder, tolerance, feather = _parse_params(context.params, context.shot)

@@ -11,6 +11,7 @@ each pixel is not the source's (≈ 1 − matte).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -19,7 +20,9 @@ from studio_nova.errors import KeyframeError, PluginError
 from studio_nova.media.decode import read_frames
 from studio_nova.media.frames import from_float
 from studio_nova.media.probe import probe
+from studio_nova.media.vfr import apply_vfr_policy
 from studio_nova.plugin_api.editing import EditContext, EditedKeyframe, EditResult
+from studio_nova.plugin_api.registry import BACKGROUNDS, MATTES, load_plugin
 from studio_nova.render.background import BackgroundReplacement
 
 
@@ -27,6 +30,15 @@ class BackgroundEditor:
     """Background replacement: the subject over a new, moving background, fused along a matte."""
 
     name = "background"
+
+    @staticmethod
+    def check_params(params: Mapping[str, Any], *, instruction: str = "", settings: Any = None, **_: Any) -> None:
+        """Refuse a request `edit` would refuse: the request itself, and the matte and background
+        sources it names (installed, and built from their params as a render builds them; that
+        looks at files only, e.g. that a plate exists)."""
+        request = BackgroundRequest.from_params(params)
+        load_plugin(MATTES, request.matte, **request.matte_params)
+        load_plugin(BACKGROUNDS, request.background, **request.background_params)
 
     def edit(self, context: EditContext) -> EditResult:
         if context.source is None:
@@ -42,6 +54,8 @@ class BackgroundEditor:
             if region.shape != tuple(size):
                 raise KeyframeError(f"the region is {region.shape}, the keyframes {tuple(size)}", shot=context.shot)
         media = probe(Path(context.source.media))
+        if context.source.rate is not None:  # a variable-rate source, numbered as ingest numbered it
+            media = apply_vfr_policy(media, context.settings.vfr, context.source.rate)
         replacement = BackgroundReplacement(
             request,
             shot=context.shot,

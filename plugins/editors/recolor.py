@@ -117,6 +117,11 @@ class RecolorEditor:
 
     name = "recolor"
 
+    @staticmethod
+    def check_params(params: Mapping[str, Any], *, instruction: str = "", settings: Any = None, **_: Any) -> None:
+        """Refuse params (or, without an operation in them, an instruction) `edit` would refuse."""
+        resolve_spec(params, instruction)
+
     def edit(self, context: EditContext) -> EditResult:
         # 1. Work out what to do, from params or else from the instruction.
         spec, source = resolve_spec(context.params, context.instruction, shot=context.shot)
@@ -225,8 +230,8 @@ def resolve_spec(
 ) -> tuple[RecolorSpec, str]:
     """The spec of an edit request and where it came from ("params" or "instruction")."""
     params = dict(params or {})
-    if any(name in params for name in _OPERATIONS):
-        return parse_params(params, shot=shot), "params"
+    if any(name in params for name in _OPERATIONS) or set(params) - set(_PARAM_NAMES):
+        return parse_params(params, shot=shot), "params"  # refuses unknown params (a typo) too
     parsed = parse_instruction(instruction or "", shot=shot)
     if parsed is None:
         raise EditRequestError(

@@ -2,13 +2,17 @@
 
 `studio-nova server` is what a person runs on one workstation: the UI, a CPU worker (ingest,
 keyframes, review, conform) and a GPU worker with one render slot. Everything is started as a
-subprocess in its own process group, so stopping (Ctrl-C, or a test's cleanup) ends exactly the
-processes started here, children included. This module runs the `prefect` command line and never
-imports Prefect itself.
+subprocess in its own process group, so stopping (Ctrl-C, SIGTERM, or a test's cleanup) ends
+exactly the processes started here, children included: every group is sent SIGTERM at once, and
+what is still alive a few seconds later SIGKILL. On Linux each child also gets a parent-death
+signal (`prctl(PR_SET_PDEATHSIG, SIGTERM)`), so even a parent killed with SIGKILL takes its server
+and workers with it instead of leaving workers polling a dead API. This module runs the `prefect`
+command line and never imports Prefect itself.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -20,7 +24,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Mapping, Sequence
+from typing import IO, Callable, Mapping, Sequence
 
 from studio_nova.errors import StudioNovaError
 
@@ -52,6 +56,38 @@ def find_local_api(port: int, host: str = "127.0.0.1") -> str | None:
     """The API of a server started by `studio-nova server` on this machine, if one is up."""
     url = api_url(host, port)
     return url if is_healthy(url, timeout=1.0) else None
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _libc() -> ctypes.CDLL | None:
+    """The C library, loaded in the parent (never between fork and exec); None off Linux."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A `preexec_fn` that makes the child receive `sig` when this process dies, however it dies
+    (SIGKILL included): Linux's parent-death signal. None where there is no such thing. The
+    signal follows the *thread* that starts the child, so start children from a thread that lives
+    as long as they should (the main thread, in the CLI)."""
+    libc = _libc()
+    if libc is None or not hasattr(libc, "prctl"):
+        return None
+    parent = os.getpid()
+    prctl = libc.prctl
+
+    def preexec() -> None:  # runs in the child, after fork and setsid, before exec
+        prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), sig)
+
+    return preexec
 
 
 @dataclass
@@ -108,6 +144,7 @@ class LocalServer:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group: stop() ends it and its flow runs
+            preexec_fn=die_with_parent(),  # and it ends with us, even when we are SIGKILLed
         )
         child = _Child(name, process, log)
         self._children.append(child)
@@ -149,20 +186,31 @@ class LocalServer:
     def dead_children(self) -> list[str]:
         return [c.name for c in self._children if c.process.poll() is not None]
 
-    def stop(self, timeout: float = 20.0) -> None:
-        """End every process group started here: workers first (their runs), then the server."""
-        for child in reversed(self._children):
+    def stop(self, timeout: float = 3.0) -> None:
+        """End every process group started here, all at once: SIGTERM to each group, up to
+        `timeout` seconds for them to go, then SIGKILL to each group (stragglers and flow runs
+        left in it included)."""
+        children = list(reversed(self._children))  # workers first (their runs), then the server
+        for child in children:
             _signal_group(child.process, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        for child in reversed(self._children):
+        for child in children:
             try:
-                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                _signal_group(child.process, signal.SIGKILL)
-                child.process.wait(timeout=10)
-            _signal_group(child.process, signal.SIGKILL)  # stragglers of the group (flow runs)
+                pass
+        for child in children:
+            _signal_group(child.process, signal.SIGKILL)
+            try:
+                child.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL is not refused
+                pass
             child.log.close()
         self._children.clear()
+
+    def child_pids(self) -> list[int]:
+        """The process ids of the server and workers started here (for checks and tests)."""
+        return [c.process.pid for c in self._children]
 
     def __enter__(self) -> "LocalServer":
         return self.start()

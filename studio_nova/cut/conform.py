@@ -23,12 +23,12 @@ from studio_nova.atomic import publish, temp_sibling
 from studio_nova.cut.ingest import (
     DEFAULT_EDL_RATE,
     iter_video_clips,
-    path_of_url,
     read_timeline,
     round_frames,
     seconds,
     to_frames,
 )
+from studio_nova.cut.paths import path_of_url
 from studio_nova.errors import ConformError, MediaError, StudioNovaError
 from studio_nova.media.probe import probe
 from studio_nova.media.timecode import snap_rate

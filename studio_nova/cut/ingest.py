@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
-from urllib.parse import urlparse
-from urllib.request import url2pathname
 
 import opentimelineio as otio
 from opentimelineio.opentime import RationalTime, TimeRange
 
 from studio_nova.config import Settings
 from studio_nova.cut.background_request import DEFAULT_INSTRUCTION, BackgroundRequest
+from studio_nova.cut.naming import clip_label, clip_name
+from studio_nova.cut.paths import _param_paths, path_refusal, resolve_media
 from studio_nova.errors import (
     EditRequestError,
     MediaError,
@@ -42,6 +42,7 @@ from studio_nova.errors import (
 from studio_nova.media.info import MediaInfo
 from studio_nova.media.probe import probe
 from studio_nova.media.timecode import snap_rate
+from studio_nova.media.vfr import apply_vfr_policy
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +280,7 @@ def _background_request(
 
 def _bad_request(clip: otio.schema.Clip, key: str | None, reason: str) -> EditRequestError:
     extra = {"key": key} if key is not None else {}
-    return EditRequestError(f"clip {clip.name!r}: {reason}", shot=clip.name, **extra)
+    return EditRequestError(f"{clip_label(clip, key)}: {reason}", shot=clip_name(clip, key), **extra)
 
 
 def _plain(value: Any) -> Any:
@@ -362,14 +363,32 @@ def ingest(
             if edit is None:
                 continue
             requested += 1
-            shots.append(_shot_of(key, clip, edit, timeline, timeline_path.parent, rate, probes))
+            shots.append(_shot_of(key, clip, edit, timeline, timeline_path.parent, rate, probes, settings))
         except StudioNovaError as err:
             requested += isinstance(err, EditRequestError)
-            problems.append(ShotProblem(key=key, name=clip.name, error=err))
+            problems.append(ShotProblem(key=key, name=clip_name(clip, key), error=err))
     if requested == 0:
         raise TimelineError(_NO_REQUEST, path=timeline_path)
-    name = timeline.name or timeline_path.stem
+    name = timeline.name if (timeline.name or "").strip() else timeline_path.stem
     return Cut(path=timeline_path, name=name, rate=rate, shots=shots, problems=problems)
+
+
+def check_timeline(
+    path: str | os.PathLike[str], settings: Settings, *, edl_rate: float | Fraction = DEFAULT_EDL_RATE
+) -> Path:
+    """What `ingest` would refuse the whole cut for, found without opening any media: the file
+    exists, reads as a timeline, and some clip asks for an edit. A run calls this before it
+    creates its output folder, so a wrong path leaves nothing behind. Returns the absolute path;
+    raises TimelineError naming the file."""
+    timeline_path = Path(os.path.abspath(path))
+    timeline = read_timeline(timeline_path, edl_rate=edl_rate)
+    for key, clip in iter_video_clips(timeline):
+        try:
+            if _edit_request(clip, settings, key, timeline_path.parent) is not None:
+                return timeline_path
+        except EditRequestError:  # a malformed request is still a request: that clip's problem
+            return timeline_path
+    raise TimelineError(_NO_REQUEST, path=timeline_path)
 
 
 def timeline_rate(timeline: otio.schema.Timeline, *, default: float | Fraction = 24) -> Fraction:
@@ -390,15 +409,49 @@ def _shot_of(
     base: Path,
     rate: Fraction,
     probes: dict[Path, MediaInfo | MediaError],
+    settings: Settings,
 ) -> Shot:
+    roots = settings.media_roots
     _refuse_time_effects(key, clip)
     media = resolve_media(clip, base, key=key)
+    # Nothing the clip names is opened before it passed: not its media, not a plate in its request.
+    url = clip.media_reference.target_url
+    why = path_refusal(media, roots, file=True, named=url)
+    if why is not None:
+        raise MediaError(
+            f"{clip_label(clip, key)}: its media {why}",
+            shot=clip_name(clip, key),
+            path=media,
+            key=key,
+            url=url,
+        )
+    for where, text in _param_paths(edit.params):
+        named = Path(text).expanduser().absolute()
+        why = path_refusal(named, roots, named=text)
+        if why is not None:
+            raise EditRequestError(
+                f"{clip_label(clip, key)}: params {where}: {why}",
+                shot=clip_name(clip, key),
+                path=named,
+                key=key,
+            )
     info = _probe_once(media, probes, clip, key)
+    # Variable frame rate: refused, or numbered at the cut's rate by its timestamps (`media.vfr`),
+    # before any frame number is worked out; the shot keeps that view.
+    try:
+        info = apply_vfr_policy(info, settings.vfr, rate)
+    except MediaError as err:
+        raise type(err)(
+            f"{clip_label(clip, key)}: its media {err.message}",
+            shot=clip_name(clip, key),
+            path=err.path or media,
+            **{**err.details, "key": key},
+        ) from err
     first, last = source_frames(clip, info, key=key)
     record = clip.transformed_time(clip.trimmed_range().start_time, timeline.tracks)
     return Shot(
         key=key,
-        name=clip.name,
+        name=clip_name(clip, key),
         media=media,
         info=info,
         first_frame=first,
@@ -414,9 +467,9 @@ def _refuse_time_effects(key: str, clip: otio.schema.Clip) -> None:
     for effect in clip.effects:
         if isinstance(effect, otio.schema.TimeEffect):
             raise TimelineError(
-                f"clip {clip.name!r} has a {type(effect).__name__} speed effect; edited clips "
+                f"{clip_label(clip, key)} has a {type(effect).__name__} speed effect; edited clips "
                 "must play at 100%: render the retime first or move the edit request",
-                shot=clip.name,
+                shot=clip_name(clip, key),
                 key=key,
             )
 
@@ -433,8 +486,8 @@ def _probe_once(
     found = probes[media]
     if isinstance(found, MediaError):
         raise type(found)(
-            f"clip {clip.name!r}: {found.message}",
-            shot=clip.name,
+            f"{clip_label(clip, key)}: {found.message}",
+            shot=clip_name(clip, key),
             path=found.path or media,
             **{**found.details, "key": key},
         ) from found
@@ -444,63 +497,8 @@ def _probe_once(
 # ---------------------------------------------------------------------------- media and frames
 
 
-def resolve_media(clip: otio.schema.Clip, base: Path, *, key: str | None = None) -> Path:
-    """The clip's media file as an absolute path; relative paths are relative to the cut's folder.
-
-    Accepts absolute paths, ``file://`` URLs (percent-encoded) and relative paths. Image
-    sequences are not supported yet.
-    """
-    ref = clip.media_reference
-    extra = {"key": key} if key is not None else {}
-    if isinstance(ref, otio.schema.MissingReference) or ref is None:
-        raise MediaError(
-            f"clip {clip.name!r} has no media (MissingReference): "
-            "relink it in the NLE and export again",
-            shot=clip.name,
-            **extra,
-        )
-    if isinstance(ref, otio.schema.ImageSequenceReference):
-        raise MediaError(
-            f"clip {clip.name!r} uses an image sequence ({ref.target_url_base}{ref.name_prefix}…); "
-            "image sequences are not supported yet: transcode to a movie file",
-            shot=clip.name,
-            **extra,
-        )
-    if not isinstance(ref, otio.schema.ExternalReference):
-        raise MediaError(
-            f"clip {clip.name!r} has a {type(ref).__name__}; only file references can be edited",
-            shot=clip.name,
-            **extra,
-        )
-    return path_of_url(ref.target_url, base, clip_name=clip.name, key=key)
-
-
-def path_of_url(url: str, base: Path, *, clip_name: str = "", key: str | None = None) -> Path:
-    """A target_url as an absolute local path (file URL, absolute path, or relative to `base`)."""
-    extra = {"key": key} if key is not None else {}
-    if not url:
-        raise MediaError(f"clip {clip_name!r} has an empty media path", shot=clip_name, **extra)
-    parsed = urlparse(url)
-    if parsed.scheme == "file":
-        if parsed.netloc not in ("", "localhost"):
-            raise MediaError(
-                f"clip {clip_name!r}: file URL {url!r} names host {parsed.netloc!r}; "
-                "only local files (file:///path) can be read",
-                shot=clip_name,
-                **extra,
-            )
-        path = Path(url2pathname(parsed.path))
-    elif parsed.scheme and len(parsed.scheme) > 1:
-        raise MediaError(
-            f"clip {clip_name!r}: media URL {url!r} is not a local file", shot=clip_name, **extra
-        )
-    else:
-        path = Path(url)
-    if not path.is_absolute():
-        path = base / path
-    return Path(os.path.abspath(path))
-
-
+#: Folders of the operating system, never footage: refused even when no media roots are set, so a
+#: cut naming `/etc/shadow` (or `footage/../../etc/shadow`) gets a clear refusal, not an ffmpeg run.
 def to_frames(time: RationalTime, rate: Fraction) -> int:
     """`time` as a whole number of frames at `rate`, exact for NTSC rates stored as floats."""
     return round_frames(Fraction(time.value) * Fraction(rate) / snap_rate(time.rate))
@@ -537,11 +535,16 @@ def source_frames(
     if count < 1 or first < 0 or last >= info.frame_count:
         extra = {"key": key} if key is not None else {}
         raise MediaRangeError(
-            f"clip {clip.name!r} asks for source frames {first}–{last} ({count} frames) but "
+            f"{clip_label(clip, key)} asks for source frames {first}–{last} ({count} frames) but "
             f"{info.path.name} has frames 0–{info.frame_count - 1} at {info.rate} fps"
             + (f" (start timecode {info.timecode})" if info.timecode else "")
-            + ": check the clip's source range against its media",
-            shot=clip.name,
+            + (
+                ": it is a still image (one frame), not a movie; make a movie of the clip's length "
+                "from it, or put it behind the subject as a `still` background"
+                if info.is_image
+                else ": check the clip's source range against its media"
+            ),
+            shot=clip_name(clip, key),
             path=info.path,
             requested=[first, last],
             available=[0, info.frame_count - 1],

@@ -17,7 +17,17 @@ command builder, two output kinds), so the alpha of frame `i` is always frame `i
 
 YUV → RGB goes through zimg (ffmpeg's `zscale`), not swscale: swscale maps 10-bit white to
 65283 instead of 65535 (a bias of half an 8-bit level) and is 2-3× slower at full chroma
-quality.
+quality. zimg needs whole chroma samples, so a subsampled picture of odd size (161×121 4:2:0)
+is padded to the next whole sample first and cropped back after: the added pixels take part in
+nothing, so every real pixel converts as it would in an even-size file. A file our H.264
+writer padded to even (`MediaInfo.coded_size`) is cropped back to its picture the same way.
+
+A constant-rate view of variable-frame-rate media (`MediaInfo.resampled`, see `media.vfr`)
+decodes the source frames it needs in one pass and repeats or skips them by timestamp.
+
+When ffmpeg stops early or delivers the wrong frame, the DecodeError says which frame and what
+is wrong with the file (truncated, damaged) in words; ffmpeg's own output goes to the log
+(`media.ffmpeg_errors`).
 """
 
 from __future__ import annotations
@@ -36,8 +46,10 @@ import numpy as np
 
 from studio_nova.errors import DecodeError, MediaError, MediaRangeError
 from studio_nova.media.ffmpeg_bin import ffmpeg_exe
+from studio_nova.media.ffmpeg_errors import decoding_problem, log_ffmpeg
 from studio_nova.media.info import MediaInfo
-from studio_nova.media.probe import MATRIX_TAGS, frame_times, is_yuv
+from studio_nova.media.probe import MATRIX_TAGS, frame_times, is_yuv, probe
+from studio_nova.media.vfr import source_frame_map
 
 # How far before the target a retry seeks, in seconds, after a seek that landed too late.
 _SEEK_BACKOFF_S = (2.0, 10.0, 60.0)
@@ -57,6 +69,8 @@ def read_frames(info: MediaInfo, first: int, last: int) -> Iterator[np.ndarray]:
     caller stops early or an exception unwinds through the loop.
     """
     _check_range(info, first, last)
+    if info.resampled:
+        return _resampled(info, int(first), int(last))
     return _stream(info, int(first), int(last))
 
 
@@ -82,7 +96,33 @@ def read_alpha(info: MediaInfo, first: int, last: int) -> Iterator[np.ndarray]:
             f"ProRes 4444 with alpha, PNG or QuickTime Animation in RGBA",
             path=info.path,
         )
+    if info.resampled:
+        return _resampled(info, int(first), int(last), kind="alpha")
     return _stream(info, int(first), int(last), kind="alpha")
+
+
+def _resampled(view: MediaInfo, first: int, last: int, kind: str = "rgb") -> Iterator[np.ndarray]:
+    """Frames `first..last` of a constant-rate view: the source frames shown at those times,
+    decoded once each (a repeated frame is handed out as a copy, so callers may write to it)."""
+    source = probe(view.path)
+    mapping = source_frame_map(view, source)
+    if len(mapping) != view.frame_count or not source.vfr:
+        raise MediaError(
+            "changed since it was conformed to a constant rate; probe and conform it again",
+            path=view.path,
+        )
+    wanted = [int(j) for j in mapping[first : last + 1]]
+    frames = _stream(source, wanted[0], wanted[-1], kind)
+    try:
+        have, current = wanted[0] - 1, None
+        for number, index in enumerate(wanted):
+            while have < index:
+                current = next(frames)
+                have += 1
+            again = number + 1 < len(wanted) and wanted[number + 1] == index
+            yield current.copy() if again else current
+    finally:
+        frames.close()
 
 
 def _check_range(info: MediaInfo, first: int, last: int) -> None:
@@ -161,6 +201,8 @@ def _command(info: MediaInfo, plan: _Plan, count: int, checked: bool, kind: str 
         video = video.filter("trim", start=f"{plan.trim:.6f}")
     if checked:
         video = video.filter("showinfo", checksum=0)
+    stored_w, stored_h = info.coded_size or (info.width, info.height)
+    crop = (stored_w, stored_h) != (info.width, info.height)
     if kind == "alpha":
         # The alpha plane as it is stored (always full range, never matrixed), widened to 16
         # bits by bit replication, so 10- and 12-bit white is 65535.
@@ -177,6 +219,10 @@ def _command(info: MediaInfo, plan: _Plan, count: int, checked: bool, kind: str 
             # colour of a straight-alpha file (ProRes 4444) is the subject's own, alpha aside.
             video = video.filter("format", "yuv" + info.pix_fmt[len("yuva"):])
         if is_yuv(info.pix_fmt):
+            step_x, step_y = _chroma_step(info.pix_fmt)
+            if stored_w % step_x or stored_h % step_y:
+                video = _pad_luma(video, info, stored_w, stored_h, step_x, step_y)
+                crop = True
             video = video.filter(
                 "zscale",
                 matrixin=_matrix_tag(info),
@@ -186,6 +232,8 @@ def _command(info: MediaInfo, plan: _Plan, count: int, checked: bool, kind: str 
                 dither="none",  # plain rounding: the same frame always decodes the same
             ).filter("format", "gbrp16le" if deep else "gbrp")
         pix_fmt = "rgb48le" if deep else "rgb24"
+    if crop:
+        video = video.filter("crop", info.width, info.height, 0, 0, exact=1)
     out = video.output(
         "pipe:",
         format="rawvideo",
@@ -196,6 +244,43 @@ def _command(info: MediaInfo, plan: _Plan, count: int, checked: bool, kind: str 
     level = "info" if checked else "error"  # showinfo logs at info
     out = out.global_args("-hide_banner", "-nostdin", "-nostats", "-copyts", "-loglevel", level)
     return out.compile(cmd=ffmpeg_exe())
+
+
+def _pad_luma(
+    video: ffmpeg.nodes.FilterableStream, info: MediaInfo, width: int, height: int, step_x: int, step_y: int
+) -> ffmpeg.nodes.FilterableStream:
+    """A subsampled picture of a size zimg cannot take (161×121 4:2:0) made whole: the luma
+    plane padded to the chroma planes' cover (162×122), the chroma planes as they are. The
+    `pad` filter cannot do it (it rounds the input size *down* to whole chroma samples, losing
+    the last column); the added luma pixels touch no real pixel and are cropped off after."""
+    planar = info.pix_fmt
+    if not re.fullmatch(r"yuvj?\d{3}p(\d+(le|be))?", planar):  # semi-planar or packed
+        depth = "" if info.bit_depth <= 8 else f"{16 if info.bit_depth > 12 else info.bit_depth}le"
+        sub = {(2, 2): "420", (2, 1): "422", (4, 1): "411", (4, 4): "410", (1, 2): "440"}[(step_x, step_y)]
+        planar = f"yuv{sub}p{depth}"
+        video = video.filter("format", planar)
+    planes = video.filter_multi_output("extractplanes", "y+u+v")
+    luma = planes.stream(0).filter("pad", -(-width // step_x) * step_x, -(-height // step_y) * step_y)
+    return ffmpeg.filter(
+        [luma, planes.stream(1), planes.stream(2)], "mergeplanes",
+        map0s=0, map0p=0, map1s=1, map1p=0, map2s=2, map2p=0, format=planar,
+    )  # fmt: skip
+
+
+def _chroma_step(pix_fmt: str) -> tuple[int, int]:
+    """Luma pixels per chroma sample across and down (2, 2 for 4:2:0), from the format's name."""
+    name = pix_fmt.lower()
+    if "410" in name and not name.startswith("p410"):
+        return 4, 4
+    if "411" in name:
+        return 4, 1
+    if "440" in name:
+        return 1, 2
+    if "420" in name or name.startswith(("nv12", "nv21", "p010", "p012", "p016")):
+        return 2, 2
+    if "422" in name or name.startswith(("nv16", "nv20", "p210", "p212", "p216", "y210", "y212", "y216")):
+        return 2, 1
+    return 1, 1
 
 
 def _matrix_tag(info: MediaInfo) -> str:
@@ -225,7 +310,8 @@ def _stream(info: MediaInfo, first: int, last: int, kind: str = "rgb") -> Iterat
                     if offset == 0 and retry:
                         break  # a seek that lands past the end gives nothing: go back further
                     process.fail(
-                        f"ffmpeg stopped after {offset} of {count} frames ({first}..{last})",
+                        f"decoding stopped at frame {first + offset}, {offset} frames into "
+                        f"{first}..{last}",
                         first + offset,
                     )
                 if expected is not None:
@@ -237,9 +323,9 @@ def _stream(info: MediaInfo, first: int, last: int, kind: str = "rgb") -> Iterat
                         got = "no timestamp" if landed is None else f"{landed:.6f} s"
                         process.fail(
                             f"frame {first + offset} should be presented at {wanted:.6f} s "
-                            f"but ffmpeg decoded a frame at {got} (damaged or missing "
-                            f"frames?)",
+                            f"but ffmpeg decoded a frame at {got}, so frames are missing",
                             first + offset,
+                            damaged=True,
                         )
                 yield frame if kind != "alpha" else frame.astype(np.float32) * _ALPHA_SCALE
             else:
@@ -326,9 +412,11 @@ class _Ffmpeg:
     def finish(self, what: str, frame: int) -> None:
         status = cast(subprocess.Popen[bytes], self._process).wait()
         if status != 0:
-            self.fail(f"ffmpeg failed decoding {what} (exit status {status})", frame)
+            self.fail(f"ffmpeg failed decoding {what}", frame)
 
-    def fail(self, message: str, frame: int) -> None:
+    def fail(self, message: str, frame: int, *, damaged: bool = False) -> None:
+        """Raise a DecodeError: `message`, then what ffmpeg's stderr says is wrong with the file
+        (in words; the stderr itself goes to the log)."""
         process = cast(subprocess.Popen[bytes], self._process)
         if process.poll() is None:
             try:
@@ -336,15 +424,20 @@ class _Ffmpeg:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        raise DecodeError(f"{message}: {self._log_tail()}", path=self._info.path, frame=frame)
+        messages = self._messages()
+        log_ffmpeg(f"decoding frame {frame} of", self._info.path, messages, failed=True)
+        why = decoding_problem(messages)
+        if damaged and why.startswith("ffmpeg stopped"):
+            why = "the file is damaged there (frames are missing or invalid): copy or export it again"
+        raise DecodeError(f"{message}: {why}", path=self._info.path, frame=frame)
 
-    def _log_tail(self, count: int = 6) -> str:
+    def _messages(self) -> str:
+        """ffmpeg's warnings and errors (not its per-frame showinfo lines), from the log's end."""
         log = cast(IO[bytes], self._log)
         size = os.fstat(log.fileno()).st_size
         start = max(0, size - 65536)  # the end is what explains a failure
         text = os.pread(log.fileno(), size - start, start).decode("utf-8", "replace")
-        lines = [line.strip() for line in text.splitlines() if _is_message(line)]
-        return " | ".join(lines[-count:]) if lines else "(ffmpeg printed nothing)"
+        return "\n".join(line.rstrip() for line in text.splitlines() if _is_message(line))
 
 
 def _is_message(line: str) -> bool:

@@ -4,29 +4,49 @@ Every output is written under a temporary name in its target folder (keeping the
 so ffmpeg picks the right muxer) and appears under its real name only once it is complete
 and its frame count has been probed back; renders are versioned and never overwritten
 (DESIGN section 4), so an existing target is an error, not something to replace.
+
+Any picture size from 1×1 to 16384×16384 renders (`encode_size_problem` says why another
+cannot), and decodes back at exactly its size:
+
+- ProRes 422 cannot store an odd width (prores_ks writes the last chroma column of an odd-width
+  4:2:2 frame wrong; measured with the bundled ffmpeg), so `prores_hq` with an odd width is
+  written as ProRes 4444 (yuv444p10le, no alpha): the same family and quality, exact size, and
+  read as such by every NLE. Odd heights are fine in 4:2:2.
+- H.264 4:2:0 (`h264`, the review proxy) needs even sizes: an odd picture is padded by one
+  column / row repeating its edge, and the picture size is recorded in the container's
+  `studio_nova_picture_size` tag, from which `probe` reports the picture size and decoding crops
+  back to it. (Other players show the extra edge pixel.)
+
+When ffmpeg fails, the EncodeError says what is wrong in words (disk full at a folder,
+permission denied, ...); ffmpeg's own output goes to the log (`media.ffmpeg_errors`).
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import IO
 
 import ffmpeg
 import numpy as np
 
-from studio_nova.atomic import publish, temp_sibling
-from studio_nova.errors import EncodeError, MediaError
-from studio_nova.media.ffmpeg_bin import ffmpeg_exe
-from studio_nova.media.info import MediaInfo
-from studio_nova.media.probe import MATRIX_TAGS, is_yuv, probe
-from studio_nova.media.timecode import timecode_to_frames
+from studio_nova.atomic import temp_sibling
+from studio_nova.errors import EncodeError
+from studio_nova.media.encode_job import (
+    Job,
+    check_target,
+    check_timecode,
+    compile_command,
+    probe_for_encode,
+    publish_checked,
+    rate_text,
+    remove,
+)
+from studio_nova.media.probe import MATRIX_TAGS, PICTURE_SIZE_TAG, is_yuv
 
 # Matrix name → (primaries, transfer) tags written next to the matrix. The pipeline only
 # knows the matrix; primaries and transfer are tagged to match it because an untagged file
@@ -44,23 +64,46 @@ _COLOUR_TAGS = {
 class _Codec:
     encoder: str
     yuv_pix_fmt: str | None  # None: stored as RGB (planar gbr), no matrix involved
-    even_size: bool = False  # padded to even width and height (4:2:0)
-    even_width: bool = False  # 4:2:2 cannot hold an odd width: refused, not resampled
+    even_size: bool = False  # padded to even width and height (4:2:0), picture size recorded
+    odd_width: str | None = None  # the codec written instead for an odd width (4:2:2 cannot)
     alpha_pix_fmt: str | None = None  # what it stores with alpha=True; None: no alpha support
 
     def with_alpha(self) -> _Codec:
         """The same codec storing RGBA: its alpha format takes the place of the RGB one."""
         stored = self.alpha_pix_fmt
         return _Codec(self.encoder, stored if stored and is_yuv(stored) else None, self.even_size,
-                      self.even_width, stored)
+                      self.odd_width, stored)
 
 
 CODECS: dict[str, _Codec] = {
-    "prores_hq": _Codec("prores_ks", "yuv422p10le", even_width=True),
+    "prores_hq": _Codec("prores_ks", "yuv422p10le", odd_width="prores_4444"),
     "prores_4444": _Codec("prores_ks", "yuv444p10le", alpha_pix_fmt="yuva444p10le"),
     "h264": _Codec("libx264", "yuv420p", even_size=True),
     "ffv1": _Codec("ffv1", None, alpha_pix_fmt="gbrap"),
 }
+
+
+# The largest side a render can have: libx264 (the review proxy, and `h264`) refuses a side over
+# 16384 ("invalid width x height"); prores_ks takes up to 65535. Measured with the bundled ffmpeg
+# (9.0); 1×1 works everywhere (odd sizes as described above).
+MAX_SIDE = 16384
+_MAX_SIDE_BY_ENCODER = {"libx264": MAX_SIDE, "prores_ks": 65535}
+
+
+def encode_size_problem(width: int, height: int) -> str | None:
+    """Why a `width`×`height` picture cannot be rendered (ProRes master and H.264 proxy), as a
+    sentence naming the size; None when it can."""
+    for value in (width, height):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            return f"a frame size of {width!r}×{height!r} is not two whole numbers of pixels"
+    if width < 1 or height < 1:
+        return f"a {width}×{height} picture has no pixels: width and height must be at least 1"
+    if width > MAX_SIDE or height > MAX_SIDE:
+        return (
+            f"a {width}×{height} picture is larger than the H.264 review proxy can hold (at most "
+            f"{MAX_SIDE} pixels a side): scale or crop the media to at most {MAX_SIDE}×{MAX_SIDE} first"
+        )
+    return None
 
 
 class VideoWriter:
@@ -70,9 +113,10 @@ class VideoWriter:
     inside the `with` removes the temporary file and leaves nothing at `path`.
 
     `prores_hq` is prores_ks 422 HQ at a fixed quantiser (`-qscale:v`, several times faster
-    than the default rate control at the same quality); `prores_4444` is its 4:4:4 sibling;
-    `h264` is a libx264 yuv420p review file (odd sizes padded to even); `ffv1` stores the
-    RGB frames losslessly (planar RGB, 8 or 16 bit) for tests and intermediates.
+    than the default rate control at the same quality; an odd width is written as 4444, see
+    the module docstring); `prores_4444` is its 4:4:4 sibling; `h264` is a libx264 yuv420p
+    review file (odd sizes padded to even, the picture size recorded); `ffv1` stores the RGB
+    frames losslessly (planar RGB, 8 or 16 bit) for tests and intermediates.
 
     With `alpha=True` frames are H×W×4 RGBA (rgba / rgba64le) with *straight* alpha, and the
     file keeps the alpha channel: `prores_4444` stores yuva444p10le (ProRes 4444 with a 16-bit
@@ -95,7 +139,7 @@ class VideoWriter:
         alpha: bool = False,
     ) -> None:
         self.path = Path(path).absolute()
-        _check_target(self.path)
+        check_target(self.path)
         if codec not in CODECS:
             raise EncodeError(
                 f"codec={codec!r} is not one of {', '.join(sorted(CODECS))}", path=self.path
@@ -111,10 +155,11 @@ class VideoWriter:
                 f"codec={codec!r} cannot store an alpha channel (use one of {with_alpha})",
                 path=self.path,
             )
-        if CODECS[codec].even_width and width % 2:
+        largest = _MAX_SIDE_BY_ENCODER.get(CODECS[codec].encoder)
+        if largest is not None and max(width, height) > largest:
             raise EncodeError(
-                f"codec={codec!r} stores 4:2:2 chroma and needs an even width, got {width} "
-                f"(use prores_4444 for odd widths)",
+                f"a {width}×{height} picture is larger than {CODECS[codec].encoder} can encode "
+                f"(at most {largest} pixels a side)",
                 path=self.path,
             )
         try:
@@ -140,7 +185,7 @@ class VideoWriter:
                 path=self.path,
             )
         if timecode is not None:
-            _check_timecode(timecode, self.rate, self.path)
+            check_timecode(timecode, self.rate, self.path)
         if not isinstance(prores_qscale, int) or not 1 <= prores_qscale <= 31:
             raise EncodeError(f"prores_qscale must be 1..31, got {prores_qscale!r}", path=self.path)
         if not isinstance(crf, int) or not 0 <= crf <= 51:
@@ -154,7 +199,7 @@ class VideoWriter:
         self.alpha = alpha
         self.frames_written = 0
         self._temp = temp_sibling(self.path)
-        self._job: _Job | None = None
+        self._job: Job | None = None
         self._done = False
 
     def __enter__(self) -> VideoWriter:
@@ -190,7 +235,7 @@ class VideoWriter:
                 frame=self.frames_written,
             )
         if self._job is None:
-            self._job = _Job(self._command(), self.path, stdin=True)
+            self._job = Job(self._command(), self.path, stdin=True)
         self._job.feed(np.ascontiguousarray(frame), self.frames_written)
         self.frames_written += 1
 
@@ -203,13 +248,13 @@ class VideoWriter:
         if job is None or self.frames_written == 0:
             if job is not None:
                 job.abort()
-            _remove(self._temp)
+            remove(self._temp)
             raise EncodeError("no frames were written; nothing to publish", path=self.path)
         try:
             job.finish(f"encoding {self.frames_written} frames")
-            _publish(self._temp, self.path, self.frames_written)
+            publish_checked(self._temp, self.path, self.frames_written)
         finally:
-            _remove(self._temp)
+            remove(self._temp)
         return self.path
 
     def abort(self) -> None:
@@ -218,10 +263,11 @@ class VideoWriter:
         if self._job is not None:
             self._job.abort()
             self._job = None
-        _remove(self._temp)
+        remove(self._temp)
 
     def _command(self) -> list[str]:
-        spec = CODECS[self.codec]
+        stored = _stored_codec(self.codec, self.width)
+        spec = CODECS[stored]
         deep = self.dtype != np.uint8
         if self.alpha:
             spec = spec.with_alpha()
@@ -233,15 +279,35 @@ class VideoWriter:
             format="rawvideo",
             pix_fmt=pix_fmt,
             s=f"{self.width}x{self.height}",
-            framerate=_rate_text(self.rate),
+            framerate=rate_text(self.rate),
         )
+        if spec.even_size and (self.width % 2 or self.height % 2):
+            # Repeat the edge into the padding (its chroma then matches the last real pixels);
+            # pad / fillborders work on planar RGB, a lossless reordering of the input.
+            source = _pad_even(source.filter("format", "gbrp16le" if deep else "gbrp"), self.width, self.height)
         video = _to_storage(source, spec, self.color_matrix, self.dtype, alpha=self.alpha)
-        options = _codec_options(
-            self.codec, self.prores_qscale, self.crf, self.dtype, alpha=self.alpha
-        )
+        options = _codec_options(stored, self.prores_qscale, self.crf, self.dtype, alpha=self.alpha)
         if self.timecode is not None:
             options["timecode"] = self.timecode
-        return _compile(video.output(f"file:{self._temp}", **options))
+        if spec.even_size:
+            options.update(_picture_size_options(self.path, self.width, self.height))
+        return compile_command(video.output(f"file:{self._temp}", **options))
+
+
+def _stored_codec(codec: str, width: int) -> str:
+    """The codec a file of `codec` at `width` is written with (prores_hq: 4444 for odd widths)."""
+    fallback = CODECS[codec].odd_width
+    return fallback if fallback is not None and width % 2 else codec
+
+
+def _picture_size_options(target: Path, width: int, height: int) -> dict[str, object]:
+    """Record the picture size of an odd picture padded to even (read back by `probe`)."""
+    if not (width % 2 or height % 2):
+        return {}
+    options: dict[str, object] = {"metadata:g": f"{PICTURE_SIZE_TAG}={width}x{height}"}
+    if target.suffix.lower() in (".mov", ".mp4", ".m4v", ".3gp"):
+        options["movflags"] = "+use_metadata_tags"  # keys of our own, kept by mov/mp4
+    return options
 
 
 def concat(
@@ -257,15 +323,15 @@ def concat(
     into the file's metadata (the render's identity, so the file says what made it).
     """
     target = Path(out).absolute()
-    _check_target(target)
+    check_target(target)
     if not segments:
         raise EncodeError("no segments to concatenate", path=target)
-    infos = [_probe_for_encode(Path(segment), target) for segment in segments]
+    infos = [probe_for_encode(Path(segment), target) for segment in segments]
     reference = infos[0]
     for info in infos[1:]:
         mismatch = [
             f"{field} {getattr(info, field)} vs {getattr(reference, field)}"
-            for field in ("codec", "width", "height", "rate", "pix_fmt")
+            for field in ("codec", "width", "height", "rate", "pix_fmt", "coded_size")
             if getattr(info, field) != getattr(reference, field)
         ]
         if mismatch:
@@ -275,7 +341,7 @@ def concat(
                 path=target,
             )
     if timecode is not None:
-        _check_timecode(timecode, reference.rate, target)
+        check_timecode(timecode, reference.rate, target)
     total = sum(info.frame_count for info in infos)
     temp = temp_sibling(target)
     with tempfile.NamedTemporaryFile("w", suffix=".txt", encoding="utf-8") as listing:
@@ -288,13 +354,15 @@ def concat(
             options["timecode"] = timecode
         if comment is not None:
             options["metadata"] = f"comment={comment}"
+        if reference.coded_size is not None:
+            options.update(_picture_size_options(target, reference.width, reference.height))
         stream = ffmpeg.input(f"file:{listing.name}", format="concat", safe=0)
-        command = _compile(stream.output(f"file:{temp}", **options))
+        command = compile_command(stream.output(f"file:{temp}", **options))
         try:
-            _Job(command, target, stdin=False).finish(f"concatenating {len(infos)} segments")
-            _publish(temp, target, total)
+            Job(command, target, stdin=False).finish(f"concatenating {len(infos)} segments")
+            publish_checked(temp, target, total)
         finally:
-            _remove(temp)
+            remove(temp)
     return target
 
 
@@ -302,13 +370,20 @@ def make_proxy(
     master: str | os.PathLike[str], proxy: str | os.PathLike[str], crf: int = 20, comment: str | None = None
 ) -> Path:
     """H.264 review proxy of `master`: same frames, rate and timecode, yuv420p, faststart;
-    `comment` in its metadata (see `concat`)."""
+    `comment` in its metadata (see `concat`). An odd-size master is padded to even, its
+    picture size recorded (see the module docstring)."""
     target = Path(proxy).absolute()
-    _check_target(target)
+    check_target(target)
     if not isinstance(crf, int) or not 0 <= crf <= 51:
         raise EncodeError(f"crf must be 0..51, got {crf!r}", path=target)
-    info = _probe_for_encode(Path(master), target)
-    video = _pad_even(ffmpeg.input(f"file:{info.path}")["V:0"])
+    info = probe_for_encode(Path(master), target)
+    size = encode_size_problem(info.width, info.height)
+    if size is not None:
+        raise EncodeError(f"cannot make a proxy of {str(info.path)!r}: {size}", path=target)
+    video = ffmpeg.input(f"file:{info.path}")["V:0"]
+    if info.coded_size is not None:
+        video = video.filter("crop", info.width, info.height, 0, 0, exact=1)
+    video = _pad_even(video, info.width, info.height)
     if is_yuv(info.pix_fmt):
         # Same matrix in and out: a change of subsampling and depth, no colour shift.
         tag = MATRIX_TAGS[info.color_matrix]
@@ -321,13 +396,17 @@ def make_proxy(
         options["timecode"] = info.timecode
     if comment is not None:
         options["metadata"] = f"comment={comment}"
+    picture = _picture_size_options(target, info.width, info.height)
+    if picture:
+        picture["movflags"] = f"{options.pop('movflags', '')}+use_metadata_tags"
+        options.update(picture)
     temp = temp_sibling(target)
-    command = _compile(video.output(f"file:{temp}", **options))
+    command = compile_command(video.output(f"file:{temp}", **options))
     try:
-        _Job(command, target, stdin=False).finish(f"making a proxy of {str(info.path)!r}")
-        _publish(temp, target, info.frame_count)
+        Job(command, target, stdin=False).finish(f"making a proxy of {str(info.path)!r}")
+        publish_checked(temp, target, info.frame_count)
     finally:
-        _remove(temp)
+        remove(temp)
     return target
 
 
@@ -348,7 +427,7 @@ def _to_storage(
         planar = ("gbrap" if alpha else "gbrp") + ("" if dtype == np.uint8 else "16le")
         return source.filter("format", planar).filter("setparams", range="pc", colorspace="gbr")
     if spec.even_size:
-        source = _pad_even(source)
+        source = _pad_even(source)  # (an odd size is already padded by the writer)
     # With alpha, zimg keeps the alpha plane exact (full range) and the colour straight; only
     # where alpha is exactly 0 it stores black, which no compositing can see. (Going round
     # zscale with alphamerge costs 4 levels of alpha: it merges at 8 bits.)
@@ -356,9 +435,16 @@ def _to_storage(
     return _finish_yuv(video, spec, matrix)
 
 
-def _pad_even(video: ffmpeg.nodes.FilterableStream) -> ffmpeg.nodes.FilterableStream:
-    """4:2:0 needs even sizes: add a black row / column rather than resample the picture."""
-    return video.filter("pad", "ceil(iw/2)*2", "ceil(ih/2)*2")
+def _pad_even(
+    video: ffmpeg.nodes.FilterableStream, width: int | None = None, height: int | None = None
+) -> ffmpeg.nodes.FilterableStream:
+    """4:2:0 needs even sizes: add a row / column rather than resample the picture. Knowing
+    the size, an odd one is padded with a repeat of its edge (`fillborders` smear), so the
+    shared chroma of the last real column / row is that of real pixels, not of black."""
+    video = video.filter("pad", "ceil(iw/2)*2", "ceil(ih/2)*2")
+    if width is not None and height is not None and (width % 2 or height % 2):
+        video = video.filter("fillborders", right=width % 2, bottom=height % 2, mode="smear")
+    return video
 
 
 # Limited range, bicubic chroma filter, left-sited chroma (the ProRes / H.264 convention,
@@ -396,139 +482,3 @@ def _codec_options(
     planar = ("gbrap" if alpha else "gbrp") + ("" if dtype == np.uint8 else "16le")
     options["pix_fmt"] = spec.yuv_pix_fmt or planar
     return options
-
-
-def _compile(node: ffmpeg.nodes.OutputStream) -> list[str]:
-    args = node.global_args("-hide_banner", "-nostdin", "-nostats", "-loglevel", "error")
-    return args.compile(cmd=ffmpeg_exe())
-
-
-class _Job:
-    """One encoding ffmpeg process, stderr in a temp file (no pipe to fill up and block)."""
-
-    def __init__(self, command: list[str], target: Path, *, stdin: bool) -> None:
-        self._target = target
-        self._last_words = "(ffmpeg printed nothing)"
-        self._log: IO[bytes] = tempfile.TemporaryFile()
-        try:
-            self._process = subprocess.Popen(
-                command,
-                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=self._log,
-            )
-        except OSError as exc:
-            self._log.close()
-            raise EncodeError(f"ffmpeg could not be started: {exc}", path=target) from exc
-
-    def feed(self, frame: np.ndarray, number: int) -> None:
-        stdin = self._process.stdin
-        try:
-            if stdin is None:
-                raise BrokenPipeError("ffmpeg takes no input")
-            stdin.write(memoryview(frame).cast("B"))
-        except (BrokenPipeError, ValueError) as exc:
-            self.abort()
-            raise EncodeError(
-                f"ffmpeg stopped accepting frames ({exc}): {self._last_words}",
-                path=self._target,
-                frame=number,
-            ) from exc
-
-    def finish(self, what: str) -> None:
-        try:
-            if self._process.stdin is not None:
-                self._process.stdin.close()
-        except BrokenPipeError:
-            pass  # ffmpeg already exited; its status below says why
-        status = self._process.wait()
-        tail = self._tail()
-        self._log.close()
-        if status != 0:
-            raise EncodeError(
-                f"ffmpeg failed {what} (exit status {status}): {tail}", path=self._target
-            )
-
-    def abort(self) -> None:
-        if self._process.stdin is not None:
-            try:
-                self._process.stdin.close()
-            except BrokenPipeError:
-                pass  # nothing more to tell a process that is being stopped
-        if self._process.poll() is None:
-            self._process.kill()
-        self._process.wait()
-        if not self._log.closed:
-            self._last_words = self._tail()
-            self._log.close()
-
-    def _tail(self, count: int = 6) -> str:
-        if self._log.closed:
-            return "(no log)"
-        self._log.flush()
-        size = self._log.seek(0, os.SEEK_END)
-        self._log.seek(max(0, size - 16384))
-        lines = [line.strip() for line in self._log.read().decode("utf-8", "replace").splitlines()]
-        lines = [line for line in lines if line]
-        return " | ".join(lines[-count:]) if lines else "(ffmpeg printed nothing)"
-
-
-def _check_target(path: Path) -> None:
-    if path.exists() or path.is_symlink():
-        raise EncodeError(
-            "already exists; renders are versioned and never overwritten (pick a new version)",
-            path=path,
-        )
-    if not path.parent.is_dir():
-        raise EncodeError(f"its folder {str(path.parent)!r} does not exist", path=path)
-    if not path.suffix:
-        raise EncodeError(
-            "has no extension (e.g. .mov, .mp4, .mkv) to choose a container", path=path
-        )
-
-
-def _check_timecode(timecode: str, rate: Fraction, path: Path) -> None:
-    try:
-        timecode_to_frames(timecode, rate)
-    except ValueError as exc:
-        raise EncodeError(f"timecode cannot be written: {exc}", path=path) from exc
-
-
-def _probe_for_encode(source: Path, target: Path) -> MediaInfo:
-    try:
-        return probe(source)
-    except MediaError as exc:
-        raise EncodeError(f"cannot use input {str(source)!r}: {exc.message}", path=target) from exc
-
-
-def _publish(temp: Path, target: Path, frames: int) -> None:
-    """Check the finished temp file, then give it its real name without overwriting."""
-    try:
-        written = probe(temp).frame_count
-    except MediaError as exc:
-        raise EncodeError(
-            f"the finished file cannot be read back: {exc.message}", path=target
-        ) from exc
-    if written != frames:
-        raise EncodeError(
-            f"the finished file holds {written} frames, expected {frames}", path=target
-        )
-    try:
-        publish(temp, target, overwrite=False)
-    except FileExistsError:
-        raise EncodeError(
-            "appeared while it was being written; renders are never overwritten", path=target
-        ) from None
-    except OSError as exc:
-        raise EncodeError(f"cannot be published: {exc}", path=target) from exc
-
-
-def _remove(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass  # never created, or already published
-
-
-def _rate_text(rate: Fraction) -> str:
-    return f"{rate.numerator}/{rate.denominator}"

@@ -8,12 +8,21 @@ with ``from_settings(settings)`` when it defines that classmethod (see `registry
 The run's settings also travel in the context (`EditContext.settings`): an editor reads what it
 is configured with (weights folders, device) there, never from the environment.
 
+An editor may also say whether it would accept a request without running (optional, see
+`check_request`): a classmethod or staticmethod ``check_params(params, *, instruction, settings,
+keyframes, **_)`` that raises what `edit()` would raise for those params and that instruction on
+a shot with those keyframes (their source frames; EditRequestError for a bad param, ConfigError
+for missing weights, KeyframeError for missing paintings) and looks only at the request, the
+settings and files: it never loads a model or decodes media. `plan` and a run's ingest call it
+for every shot before anything is made.
+
 Images are float32 RGB in [0, 1], H×W×3, at the source size; masks float32 H×W in [0, 1].
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
@@ -40,6 +49,7 @@ class ShotSource:
     first_frame: int
     last_frame: int
     work_dir: Path | None = None  # a folder the editor may keep intermediates in (reused on rerun)
+    rate: Fraction | None = None  # the rate the shot's source frames are numbered at (VFR media is conformed to it)
 
 
 @dataclass(frozen=True)
@@ -77,3 +87,22 @@ class KeyframeEditor(Protocol):
     name: str
 
     def edit(self, context: EditContext) -> EditResult: ...
+
+
+def check_request(
+    editor: Any,
+    params: Mapping[str, Any],
+    *,
+    instruction: str,
+    settings: Settings,
+    keyframes: Sequence[int] = (),
+) -> bool:
+    """Run the editor class's optional ``check_params(params, *, instruction, settings,
+    keyframes)``: it raises (a StudioNovaError) when `edit()` would refuse the request for a shot
+    whose keyframes are at source frames `keyframes`. False when the editor declares no such
+    check, so nothing could be checked without running it."""
+    check = getattr(editor, "check_params", None)
+    if not callable(check):
+        return False
+    check(dict(params or {}), instruction=instruction, settings=settings, keyframes=list(keyframes))
+    return True

@@ -5,6 +5,10 @@ shares with the next chunk are kept losslessly as that chunk's anchors. A ledger
 pipeline) records finished chunks, so an interrupted render resumes at the first unfinished chunk.
 The master is the stream-copy concatenation of the segments (one generation of codec loss), written
 under a temporary name and renamed; the H.264 proxy is made from the master.
+
+A caller that wants to stop a render early (the application, on SIGTERM / Ctrl-C) passes a `stop`
+flag; the render checks it between chunks and raises `RenderStopped` with every finished chunk
+recorded, so a rerun resumes after them. The library never installs signal handlers itself.
 """
 
 from __future__ import annotations
@@ -33,6 +37,28 @@ from studio_nova.render import qc
 log = logging.getLogger(__name__)
 
 SEAM_PSNR_CAP = 100.0  # dB reported when two chunks agree exactly on their overlap
+
+
+class StopFlag(Protocol):
+    """A request to stop early (a `threading.Event` is one): checked between chunks."""
+
+    def is_set(self) -> bool: ...
+
+
+class RenderStopped(Exception):
+    """The render stopped early because its `stop` flag was set. Every finished chunk is in the
+    ledger and nothing half-written has a real name, so a rerun resumes at the first unfinished
+    chunk. Not a StudioNovaError on purpose: it is no failure, and a shot must not be marked
+    failed for it (`workflow.guarded` passes it on)."""
+
+    def __init__(self, shot: str, chunks_done: int, chunks: int) -> None:
+        self.shot, self.chunks_done, self.chunks = shot, chunks_done, chunks
+        super().__init__(f"shot {shot!r}: render stopped on request after {chunks_done} of {chunks} chunks; "
+                         "run again to resume")
+
+
+def stop_requested(stop: StopFlag | None) -> bool:
+    return stop is not None and stop.is_set()
 
 
 class ChunkLedger(Protocol):
@@ -124,6 +150,7 @@ def render_shot(
     instruction: str = "",
     guide: GuideFn | None = None,
     identity: str | None = None,
+    stop: StopFlag | None = None,
 ) -> RenderResult:
     """Render source frames `first_frame..last_frame` of `info` with the edits of `keyframes`.
 
@@ -132,6 +159,10 @@ def render_shot(
     `identity` (the render's, see `studio_nova.workflow.render_plan`) is written into the master's
     and the proxy's metadata; a file already at either path is reused only when it carries the
     same identity (this render, stopped after writing it), and is never replaced.
+
+    With `stop` set, the render raises `RenderStopped` before the next chunk it would render (and
+    before assembling the master); a chunk that fails while `stop` is set (e.g. its ffmpeg got the
+    terminal's Ctrl-C too) is abandoned, not recorded as failed: nothing of it has a real name.
     """
     if not chunks or chunks[0][0] != first_frame or chunks[-1][1] != last_frame:
         raise ValueError(f"chunks {list(chunks)[:3]}… do not cover frames {first_frame}..{last_frame}")
@@ -159,6 +190,8 @@ def render_shot(
             segments.append(segment)
             done = _advance(done, committed)
             continue
+        if stop_requested(stop):
+            raise RenderStopped(shot, done.chunk_index, len(chunks))
         if rendered_frames == 0:  # the first chunk this call renders: say where it starts
             _report(progress, done, plain=False)
         ledger.start(index)
@@ -181,6 +214,8 @@ def render_shot(
                 guide=guide,
             )
         except Exception as exc:
+            if stop_requested(stop):  # abandoned, not failed: the rerun renders it again
+                raise RenderStopped(shot, done.chunk_index, len(chunks)) from exc
             ledger.fail(index, str(exc))
             raise
         ledger.complete(index, segment)
@@ -189,13 +224,20 @@ def render_shot(
         done = _advance(done, committed)
         _report(progress, done, plain=True)
 
+    if stop_requested(stop):  # every chunk is recorded: a rerun only assembles the master
+        raise RenderStopped(shot, done.chunk_index, len(chunks))
     timecode = frames_to_timecode(info.start_frame + first_frame, info.rate)
     tag = render_tag(identity)
-    if not _ours(master_path, tag, frames, shot):
-        master_path.parent.mkdir(parents=True, exist_ok=True)
-        concat(segments, master_path, timecode=timecode, comment=tag)
-    if not _ours(proxy_path, tag, frames, shot):
-        make_proxy(master_path, proxy_path, crf=encode.proxy_crf, comment=tag)
+    try:
+        if not _ours(master_path, tag, frames, shot):
+            master_path.parent.mkdir(parents=True, exist_ok=True)
+            concat(segments, master_path, timecode=timecode, comment=tag)
+        if not _ours(proxy_path, tag, frames, shot):
+            make_proxy(master_path, proxy_path, crf=encode.proxy_crf, comment=tag)
+    except Exception as exc:
+        if stop_requested(stop):  # the encoder got the stop too: its temp file is gone, rerun
+            raise RenderStopped(shot, done.chunk_index, len(chunks)) from exc
+        raise
     elapsed = time.perf_counter() - started
     report = _shot_qc(work_dir, len(chunks), frames, rendered_frames, elapsed)
     return RenderResult(master=master_path, proxy=proxy_path, frames=frames, qc=report)

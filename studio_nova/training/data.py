@@ -171,9 +171,9 @@ def _cut_clips(cut: Path) -> tuple[list[TrainingClip], list[SkippedClip]]:
     from studio_nova.cut.ingest import (
         iter_video_clips,
         read_timeline,
-        resolve_media,
         source_frames,
     )
+    from studio_nova.cut.paths import resolve_media
 
     timeline = read_timeline(cut)
     clips, skipped = [], []

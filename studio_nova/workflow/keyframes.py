@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import logging
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from studio_nova.config import Settings
 from studio_nova.cut.plan import plan_keyframes
-from studio_nova.errors import PluginError
+from studio_nova.errors import MediaError, PluginError
 from studio_nova.media.decode import read_frames
 from studio_nova.media.frames import to_float
+from studio_nova.media.info import MediaInfo
 from studio_nova.media.keyframe_files import (
     keyframe_filename,
     read_mask_png,
@@ -21,6 +24,7 @@ from studio_nova.media.keyframe_files import (
     write_png,
 )
 from studio_nova.media.probe import probe
+from studio_nova.media.vfr import apply_vfr_policy
 from studio_nova.plugin_api.editing import (
     EditContext,
     EditedKeyframe,
@@ -50,9 +54,13 @@ def effective_edit(ws: Workspace, shot: ShotRecord) -> dict[str, Any]:
     return edit
 
 
-def original_keyframes(media: Path, first: int, last: int, interval: int) -> list[Keyframe]:
-    """Decode a shot's keyframes in one streaming pass over its range."""
-    info = probe(media)
+def original_keyframes(
+    media: Path, first: int, last: int, interval: int, *, info: MediaInfo | None = None
+) -> list[Keyframe]:
+    """Decode a shot's keyframes in one streaming pass over its range. `info` is the media as the
+    shot numbers its frames (a variable-frame-rate file's constant-rate view, `media_view`);
+    default: the file as probed now."""
+    info = probe(media) if info is None else info
     wanted = set(plan_keyframes(first, last, interval=interval))
     out = []
     for offset, frame in enumerate(read_frames(info, first, last)):
@@ -61,13 +69,28 @@ def original_keyframes(media: Path, first: int, last: int, interval: int) -> lis
     return out
 
 
+def media_view(media: Path, rate: Fraction, settings: Settings, *, shot: str | None = None) -> MediaInfo:
+    """The shot's media as ingest numbered its frames: probed, and a variable-frame-rate file
+    refused or conformed to the shot's `rate` by the `vfr` setting (`media.vfr`)."""
+    try:
+        return apply_vfr_policy(probe(media), settings.vfr, rate)
+    except MediaError as err:
+        raise type(err)(err.message, shot=shot, path=err.path or media, **err.details) from err
+
+
 def edit_keyframes(ws: Workspace, shot_id: int) -> ShotRecord:
     """Have the shot's editor make a new keyframe version and send it to review."""
     shot = ws.store.shot(shot_id)
     edit = effective_edit(ws, shot)
-    editor = load_editor(edit["editor"], ws.settings)
+    try:
+        editor = load_editor(edit["editor"], ws.settings)
+    except PluginError as err:  # say whose editor it is: the batch reports it per shot
+        raise PluginError(
+            f"clip {shot.name!r} ({shot.key}): {err.message}", shot=shot.name, key=shot.key, **err.details
+        ) from err
     originals = original_keyframes(
-        Path(shot.media), shot.first_frame, shot.last_frame, ws.settings.keyframe_interval
+        Path(shot.media), shot.first_frame, shot.last_frame, ws.settings.keyframe_interval,
+        info=media_view(Path(shot.media), shot.rate, ws.settings, shot=shot.name),
     )
     result = editor.edit(
         EditContext(
@@ -76,7 +99,7 @@ def edit_keyframes(ws: Workspace, shot_id: int) -> ShotRecord:
             instruction=edit.get("instruction", ""),
             params=edit.get("params") or {},
             seed=int(edit.get("seed") or 0),
-            source=ShotSource(Path(shot.media), shot.first_frame, shot.last_frame, ws.generated_dir(shot)),
+            source=ShotSource(Path(shot.media), shot.first_frame, shot.last_frame, ws.generated_dir(shot), shot.rate),
             settings=ws.settings,
         )
     )

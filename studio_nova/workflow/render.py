@@ -4,33 +4,68 @@ chunk by chunk through the shot's propagator, recorded in the store.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from studio_nova.atomic import remove_partials
 from studio_nova.config import Settings
 from studio_nova.cut.plan import plan_chunks
-from studio_nova.errors import ReviewError, StudioNovaError
+from studio_nova.errors import OutputError, ReviewError, StudioNovaError
 from studio_nova.media.fingerprint import (
     file_fingerprint,
     fingerprint_paths,
     json_digest,
 )
-from studio_nova.media.probe import probe
 from studio_nova.plugin_api.registry import PROPAGATORS, load_propagator, settings_options
-from studio_nova.render.shot import EncodeSettings, ProgressFn, render_shot
+from studio_nova.render.shot import EncodeSettings, ProgressFn, StopFlag, render_shot
 from studio_nova.store import (
     RenderRecord,
     ShotRecord,
     Store,
 )
-from studio_nova.workflow.keyframes import approved_keyframes, effective_edit
+from studio_nova.workflow.keyframes import approved_keyframes, effective_edit, media_view
 from studio_nova.workflow.workspace import Workspace
 
 log = logging.getLogger(__name__)
+
+
+_WHY = {
+    errno.EROFS: "it is on a read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "the operation is not permitted there",
+    errno.ENOTDIR: "a part of its path is a file, not a folder",
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.ENOENT: "the file system does not allow a folder there",
+}
+
+
+def prepare_folder(folder: str | Path, *, what: str, fix: str) -> Path:
+    """`folder`, created (with its parents) if needed and proven writable by writing a file in it;
+    an OutputError naming the path, saying why, and saying what to do (`fix`) otherwise. `what`
+    names the folder for a person ("the output folder (--out)")."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{what} is a file, not a folder; {fix}", path=folder)
+    blocker = next((p for p in reversed(folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise OutputError(f"{what} cannot be created: {blocker} is a file, not a folder; {fix}", path=folder)
+    existed = folder.is_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder, prefix=".studio-nova-write-check-"):
+            pass
+    except OSError as exc:
+        why = _WHY.get(exc.errno, exc.strerror or str(exc))
+        verb = "cannot be written" if existed else "cannot be created"
+        raise OutputError(f"{what} {verb}: {why}; {fix}", path=folder) from None
+    return folder
 
 
 @dataclass
@@ -144,13 +179,19 @@ def needs_render(ws: Workspace, shot_id: int, backend: str | None = None) -> boo
         return True  # its inputs cannot be read now: the render step reports why, on the shot
 
 
-def render(ws: Workspace, shot_id: int, *, backend: str | None = None, progress: ProgressFn | None = None) -> ShotRecord:
+def render(
+    ws: Workspace, shot_id: int, *, backend: str | None = None, progress: ProgressFn | None = None,
+    stop: StopFlag | None = None,
+) -> ShotRecord:
     """Bring an approved shot's render up to date with what decides its pixels.
 
     The shot's current render stands while its identity matches (nothing is rendered); a
     complete render with the same identity elsewhere in the store (the same shot in another cut)
     is linked, not rendered again; an interrupted render of the same identity resumes at its
-    first unfinished chunk; anything else renders a new version."""
+    first unfinished chunk; anything else renders a new version.
+
+    With `stop` set the render ends at the next chunk boundary with `RenderStopped`: the shot
+    stays `rendering` and its render open, so the next call resumes it."""
     shot = ws.store.shot(shot_id)
     if shot.status not in RENDERABLE:
         return shot
@@ -162,14 +203,21 @@ def render(ws: Workspace, shot_id: int, *, backend: str | None = None, progress:
         log.info("%s: render %s has the same identity; linked, nothing rendered", shot.name, same.path)
         return ws.store.link_render(shot.id, same.id)
     propagator = load_propagator(plan.backend, ws.settings)
-    info = probe(Path(shot.media))
+    info = media_view(Path(shot.media), shot.rate, ws.settings, shot=shot.name)
     record = ws.store.start_render(shot.id, codec=MASTER_CODEC, identity=plan.identity, inputs=plan.inputs)
     chunk_rows = ws.store.plan_chunks(record.id, plan.chunks)
     ledger = _StoreLedger(
         ws.store, [c.id for c in chunk_rows], {c.index for c in chunk_rows if c.status == "done"}, ws.worker
     )
     master, proxy, work = ws.render_paths(shot, record.version)
+    for output in (master, proxy):  # the shot is ours now: what a killed writer left goes
+        for stale in remove_partials(output):
+            log.info("%s: removed %s, left by an interrupted render", shot.name, stale)
+    fix = "make it writable (or free space) and run again, or run with another --out"
     try:
+        # Before any chunk: a folder the render cannot write fails the shot now, not after its last chunk.
+        for folder, what in ((master.parent, "the shot's renders folder"), (work, "the shot's work folder")):
+            prepare_folder(folder, what=what, fix=fix)
         result = render_shot(
             shot=shot.name,
             info=info,
@@ -187,10 +235,14 @@ def render(ws: Workspace, shot_id: int, *, backend: str | None = None, progress:
             instruction=str(plan.edit.get("instruction") or ""),
             guide=_background_guide(ws, shot, plan.edit, info),
             identity=plan.identity,
+            stop=stop,
         )
-    except StudioNovaError as exc:
-        ws.store.fail_render(record.id, str(exc))
-        raise
+    # A failure leaves the render open: the shot is marked failed with the reason, and the next run
+    # of the same identity resumes at the first unfinished chunk (its finished chunks are kept);
+    # a changed request or fix of the inputs changes the identity, and the open render is closed.
+    except OSError as exc:  # a file of the render could not be written (or read back): say which and why
+        raise OutputError(f"a file of the render cannot be written: {_WHY.get(exc.errno, exc.strerror or str(exc))}; "
+                          f"{fix}", shot=shot.name, path=exc.filename) from exc
     qc = dict(result.qc, backend=plan.backend, version=record.version)
     ws.store.finish_render(record.id, path=str(result.master), proxy_path=str(result.proxy), qc=qc)
     shutil.rmtree(work, ignore_errors=True)  # our own intermediates; the master holds every frame

@@ -2,7 +2,8 @@
 
 Prefect flows (`flows/`) call the steps one shot at a time; `run_cut` chains them without Prefect
 for studios on another orchestrator and for tests. A step that fails marks only its shot `failed`
-with the reason; the other shots go on.
+with the reason; the other shots go on. A `stop` flag (set by the application on SIGTERM / Ctrl-C)
+ends the run at the next chunk boundary, every finished chunk recorded and nothing failed.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from studio_nova.errors import StudioNovaError
 from studio_nova.media.decode import read_frames
 from studio_nova.media.frames import to_float
 from studio_nova.media.probe import probe
-from studio_nova.render.shot import RenderObserver
+from studio_nova.render.shot import RenderObserver, RenderStopped, StopFlag, stop_requested
 from studio_nova.workflow.conform import conform_timeline
 from studio_nova.workflow.ingest import IngestReport, ingest_cut
+from studio_nova.workflow.keyframes import media_view
 from studio_nova.workflow.render import linked_render, render
 from studio_nova.workflow.review import prepare_shot
 from studio_nova.workflow.workspace import Workspace
@@ -48,9 +50,12 @@ def shot_outcome(ws: Workspace, shot_id: int) -> dict[str, Any]:
 
 
 def guarded(ws: Workspace, shot_id: int, step: Callable[[], Any]) -> None:
-    """Run one shot's step; on failure mark only that shot failed, with the reason."""
+    """Run one shot's step; on failure mark only that shot failed, with the reason. A render
+    stopped on request (`RenderStopped`) is no failure: it is passed on, the shot left as it is."""
     try:
         step()
+    except RenderStopped:
+        raise
     except StudioNovaError as exc:
         log.error("%s", exc)
         ws.store.set_status(shot_id, "failed", error=str(exc))
@@ -64,13 +69,20 @@ class RunReport:
     conformed: str | None
     shots: list[dict[str, Any]]
     formats: dict[str, str] = field(default_factory=dict)
+    #: The run stopped early on request: what finished is recorded, the rest waits for a rerun
+    #: (nothing was conformed). `to_dict` then carries `"interrupted": true`; the application
+    #: replaces it with the signal's name.
+    interrupted: bool = False
 
     @property
     def nothing_ran(self) -> bool:
         return bool(self.shots) and all(s["status"] == "failed" for s in self.shots)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"conformed": self.conformed, "formats": self.formats, "shots": self.shots}
+        out: dict[str, Any] = {"conformed": self.conformed, "formats": self.formats, "shots": self.shots}
+        if self.interrupted:
+            out["interrupted"] = True
+        return out
 
 
 def finish_run(
@@ -107,17 +119,32 @@ def run_cut(
     auto_approve: bool = False,
     formats: Sequence[str] = (),
     progress: RunObserver | None = None,
+    stop: StopFlag | None = None,
 ) -> RunReport:
-    """ingest → keyframes → review → render → conform, without an orchestrator."""
+    """ingest → keyframes → review → render → conform, without an orchestrator.
+
+    With `stop` set (checked before each shot's steps and between render chunks) the run ends
+    early: the shot being rendered keeps its finished chunks and stays `rendering`, shots not
+    reached stay as they are, nothing is conformed, and the report says `interrupted`; a rerun
+    goes on from there."""
     report = ingest_cut(ws, timeline)
     for index, shot_id in enumerate(report.shot_ids):
+        if stop_requested(stop):
+            break
         name = ws.store.shot(shot_id).name
         if progress is not None:
             progress.shot_started(name, index, len(report.shot_ids))
         guarded(ws, shot_id, lambda: prepare_shot(ws, shot_id, auto_approve=auto_approve))
-        guarded(ws, shot_id, lambda: render(ws, shot_id, backend=backend, progress=progress))
+        try:
+            if not stop_requested(stop):
+                guarded(ws, shot_id, lambda: render(ws, shot_id, backend=backend, progress=progress, stop=stop))
+        except RenderStopped as exc:
+            log.warning("%s", exc)
         if progress is not None:
             progress.shot_finished(name, ws.store.shot(shot_id).status)
+    if stop_requested(stop):
+        shots = [shot_outcome(ws, i) for i in report.shot_ids] + report.problems
+        return RunReport(conformed=None, shots=shots, interrupted=True)
     return finish_run(ws, report, timeline, formats)
 
 
@@ -164,7 +191,7 @@ def before_after_still(ws: Workspace, shot_id: int) -> tuple[int, Any, Any] | No
     if latest is None or not latest.path:
         return None
     middle = (shot.first_frame + shot.last_frame) // 2
-    [before] = list(read_frames(probe(Path(shot.media)), middle, middle))
+    [before] = list(read_frames(media_view(Path(shot.media), shot.rate, ws.settings, shot=shot.name), middle, middle))
     offset = middle - shot.first_frame
     [after] = list(read_frames(probe(Path(latest.path)), offset, offset))
     return middle, to_float(before), to_float(after)

@@ -23,6 +23,7 @@ PRESETS = {
 }
 
 _FINEST_SIDE = 320  # long side of the finest optical-flow level, in pixels
+_DIS_PATCH = 8  # DIS's patch side: the least a level's short side can be
 
 
 class Flows:
@@ -49,7 +50,11 @@ class Flows:
         # that still leaves about _FINEST_SIDE pixels on the long side.
         long_side = max(self.size)
         target = _FINEST_SIDE // 2 if preset == "ultrafast" else _FINEST_SIDE
-        self.dis.setFinestScale(max(0, round(math.log2(max(long_side / target, 1.0)))))
+        finest = round(math.log2(max(long_side / target, 1.0)))
+        # DIS matches 8×8 patches: its finest level must keep the short side at 8 pixels or more
+        # (a 4096×16 strip would otherwise have no level to work on).
+        finest = min(finest, int(math.log2(min(self.size) / _DIS_PATCH)))
+        self.dis.setFinestScale(max(0, finest))
         sw, sh = self.size
         self.gx, self.gy = pixel_grid((0, sh, 0, sw))
         self._grey: dict[int, np.ndarray] = {}

@@ -12,7 +12,7 @@ import numpy as np
 
 from .optical_flow import eight_bit, pixel_grid, warp
 
-_CUT_WIDTH = 160  # width of the thumbnails that scene cuts are found on
+_CUT_SIDE = 160  # long side of the thumbnails that scene cuts are found on
 
 
 def scene_ids(frames: np.ndarray) -> np.ndarray:
@@ -27,7 +27,8 @@ def scene_ids(frames: np.ndarray) -> np.ndarray:
     if n < 3:
         return ids
     h, w = frames.shape[1:3]
-    size = (_CUT_WIDTH, max(8, round(_CUT_WIDTH * h / w)))
+    scale = _CUT_SIDE / max(h, w)  # by the long side: a tall frame gives no 40,000-pixel thumbnail
+    size = (max(8, round(w * scale)), max(8, round(h * scale)))
     small = [cv2.resize(eight_bit(frame), size, interpolation=cv2.INTER_AREA) for frame in frames]
     greys = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in small]
     hists = []

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from typing import Annotated, Sequence
 
 import typer
 
 from studio_nova.app.cli import keyframes, model, plugins, review, run, server
-from studio_nova.app.cli.output import Session, report_error
+from studio_nova.app.cli.output import (
+    Session,
+    SignalReceived,
+    current_session,
+    report_error,
+    report_internal,
+    report_interrupted,
+    report_os_error,
+    signals_handled,
+)
 from studio_nova.errors import StudioNovaError
 
 app = typer.Typer(
@@ -17,7 +27,7 @@ app = typer.Typer(
     help="Batch keyframe-guided video editing: a cut in, edited shots out, the cut conformed.\n\n"
          "Every command prints a short human summary, or with --json one JSON document on stdout (logs go to "
          "stderr). Exit status: 0 when something could run (per-shot failures are in the output), 1 when nothing "
-         "could run, 2 for usage errors.",
+         "could run, 2 for usage errors, 128 + the signal when stopped by SIGTERM (143) or Ctrl-C (130).",
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -36,6 +46,9 @@ class _Stderr:
 
 @app.callback()
 def _root(verbose: Annotated[bool, typer.Option("-v", "--verbose", help="debug logging on stderr")] = False) -> None:
+    session = current_session()
+    if session is not None:
+        session.verbose = verbose
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
@@ -61,12 +74,20 @@ app.command("train")(model.train)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; its exit status is returned (the console script exits with it)."""
+    """Run one command; its exit status is returned (the console script exits with it).
+
+    Whatever stops the command, it answers as the README promises: a `StudioNovaError` as
+    `{"error": ...}` (with --json) and one line on stderr, exit status 1; a usage error, 2; SIGTERM
+    or Ctrl-C, 128 + the signal (a run stops gracefully at a chunk boundary and reports what
+    finished; other commands stop at once); anything unexpected, one line (the traceback with -v)
+    and `{"error": {"type": "InternalError", ...}}`, exit status 1.
+    """
     session = Session()
     command = typer.main.get_command(app)
     try:
-        result = command.main(args=list(sys.argv[1:] if argv is None else argv), prog_name="studio-nova",
-                              standalone_mode=False, obj=session)
+        with signals_handled(session):
+            result = command.main(args=list(sys.argv[1:] if argv is None else argv), prog_name="studio-nova",
+                                  standalone_mode=False, obj=session)
     except StudioNovaError as exc:
         return report_error(exc, session)
     except typer.TyperException as exc:  # usage errors (exit status 2)
@@ -76,7 +97,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(f"studio-nova: error: {exc.format_message()}", file=sys.stderr)
         return exc.exit_code
-    except typer.Abort:
+    except (typer.Abort, KeyboardInterrupt) as exc:
+        cause = exc if isinstance(exc, KeyboardInterrupt) else exc.__cause__ or exc.__context__
+        if isinstance(cause, SignalReceived) or session.pending is not None:
+            return report_interrupted(session.pending or cause.signum, session)
+        if isinstance(cause, KeyboardInterrupt):  # Ctrl-C with no handler of ours (not the main thread)
+            return report_interrupted(signal.SIGINT, session)
         print("Aborted!", file=sys.stderr)
         return 1
+    except Exception as exc:
+        if session.pending is not None:  # what the interruption broke on its way out
+            logging.getLogger(__name__).debug("after %s", session.pending, exc_info=exc)
+            return report_interrupted(session.pending, session)
+        if isinstance(exc, OSError):  # a file-system error no check caught: still the path, why, what to do
+            return report_os_error(exc, session)
+        return report_internal(exc, session)  # a bug or a broken plugin: one line, the traceback with -v
+    if session.pending is not None:  # typer made the interrupt an exit status 130; say what stopped it
+        return report_interrupted(session.pending, session)
     return result if isinstance(result, int) else 0

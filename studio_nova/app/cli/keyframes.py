@@ -34,7 +34,8 @@ def export(
         folder = out / slug
         entry: dict[str, Any] = {"name": shot.name, "key": shot.key, "dir": str(folder), "keyframes": []}
         try:
-            for kf in original_keyframes(shot.media, shot.first_frame, shot.last_frame, settings.keyframe_interval):
+            for kf in original_keyframes(shot.media, shot.first_frame, shot.last_frame, settings.keyframe_interval,
+                                         info=shot.info):
                 write_png(folder / keyframe_filename(kf.source_frame), kf.image, shot.info.bit_depth)
                 entry["keyframes"].append(kf.source_frame)
         except StudioNovaError as exc:

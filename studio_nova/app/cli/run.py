@@ -30,11 +30,11 @@ def _rate_number(rate: Fraction) -> float | int:
 
 def plan(timeline: Timeline, as_json: JsonFlag = False) -> int:
     """The shots a cut would edit: media, frames, chunks, keyframes."""
-    from studio_nova.cut.ingest import ingest
     from studio_nova.cut.plan import plan_shot
+    from studio_nova.workflow.checks import checked_cut
 
     settings = run_settings()
-    cut = ingest(timeline, settings)
+    cut = checked_cut(timeline, settings)  # every check `run` makes before it renders
     shots = []
     for shot in cut.shots:
         planned = plan_shot(shot.first_frame, shot.last_frame, length=settings.chunk_length,
@@ -55,13 +55,21 @@ def plan(timeline: Timeline, as_json: JsonFlag = False) -> int:
             "edit": {"instruction": shot.edit.instruction, "editor": shot.edit.editor,
                      "params": shot.edit.params, "seed": shot.edit.seed},
         })
-    problems = [{"name": p.name, "key": p.key, "error": str(p.error)} for p in cut.problems]
+    problems = [_plan_problem(p) for p in cut.problems]
     rows = [(s["name"], s["key"], f"{s['first_frame']}-{s['last_frame']}", s["rate"], f"{s['width']}x{s['height']}",
              len(s["chunks"]), len(s["keyframes"]), s["edit"]["editor"], "") for s in shots]
     rows += [(p["name"], p["key"], "", "", "", "", "", "", status("skipped").append(f": {p['error']}")) for p in problems]
     columns = ["Shot", "Key", "Frames", number("fps"), "Size", number("Chunks"), number("Keyframes"), "Editor", "Note"]
     emit(as_json, {"shots": shots, "problems": problems}, table(columns, rows) if rows else "no shots")
     return 0 if shots else 1
+
+
+def _plan_problem(problem: Any) -> dict[str, Any]:
+    """A clip `run` would not render: its name and key, the error (naming the clip and the file,
+    saying what to do), the error's type and the file it is about."""
+    error = problem.error
+    return {"name": problem.name, "key": problem.key, "error": str(error), "type": type(error).__name__,
+            "path": str(error.path) if error.path is not None else None}
 
 
 def _shots_table(shots: list[dict[str, Any]]) -> Any:
@@ -80,12 +88,34 @@ def run(
         help="prefect (ephemeral when PREFECT_API_URL is unset) or none (in-process)")] = "prefect",
     as_json: JsonFlag = False,
 ) -> int:
-    """Ingest → keyframes → review → render → conform."""
+    """Ingest → keyframes → review → render → conform.
+
+    SIGTERM or Ctrl-C: an in-process run stops after the chunk it is rendering (a second signal
+    stops at once); a Prefect run stops at once (Prefect marks its flow run Crashed). Either way
+    the finished chunks are kept, the shots' statuses are printed with `"interrupted": SIGNAL`, the
+    exit status is 128 + the signal, and the same command run again goes on from there."""
+    import logging
+
+    from studio_nova.app.cli.output import SignalReceived, graceful_stop, interruption_reported, received_signal
     from studio_nova.app.runner import load_orchestrator, run_timeline
 
-    with run_display(enabled=orchestrator == IN_PROCESS) as display:
-        result = run_timeline(timeline, out, settings=run_settings(), backend=backend, auto_approve=auto_approve,
-                              formats=[f.value for f in formats or []], orchestrator=orchestrator, progress=display)
+    settings = run_settings()
+    in_process = orchestrator == IN_PROCESS
+    with graceful_stop(enabled=in_process) as stop, run_display(enabled=in_process) as display:
+        try:
+            result = run_timeline(timeline, out, settings=settings, backend=backend, auto_approve=auto_approve,
+                                  formats=[f.value for f in formats or []], orchestrator=orchestrator,
+                                  progress=display, stop=stop if in_process else None)
+        except (SignalReceived, Exception) as exc:  # stopped at once, or broken by the stop (Prefect's
+            # temporary server gets a terminal's Ctrl-C too): report what the store holds
+            signum = exc.signum if isinstance(exc, SignalReceived) else received_signal()
+            if signum is None:
+                raise
+            logging.getLogger(__name__).debug("stopped by %s", signum, exc_info=exc)
+            interruption_reported()
+            result, stop.signum = _stopped_at_once(timeline, out, settings, in_process), signum
+    if result.get("interrupted"):
+        return _interrupted(result, stop.signum or 0, out, as_json)
     waiting = [s for s in result["shots"] if s["status"] == "in_review"]
     gates = result.get("gates")
     follow = None
@@ -101,6 +131,35 @@ def run(
     emit(as_json, result, _shots_table(result["shots"]), f"conformed cut: {result['conformed']}", follow)
     nothing_ran = bool(result["shots"]) and all(s["status"] == "failed" for s in result["shots"])
     return 1 if nothing_ran else 0
+
+
+def _stopped_at_once(timeline: Path, out: Path, settings: Any, in_process: bool) -> dict[str, Any]:
+    """The report of a run a signal stopped at once: the cut's shots as the store has them."""
+    import logging
+
+    from studio_nova.app.runner import stored_report
+
+    logging.getLogger(__name__).warning(
+        "the chunk in progress was abandoned (nothing of it is kept under a real name)%s",
+        "" if in_process else "; the Prefect flow run ends Crashed",
+    )
+    return stored_report(timeline, out, settings)
+
+
+def _interrupted(result: dict[str, Any], signum: int, out: Path, as_json: bool) -> int:
+    """A run stopped by a signal: what finished, `"interrupted": SIGNAL`, exit status 128 + signal."""
+    import sys
+
+    from studio_nova.app.cli.output import signal_name
+
+    name = signal_name(signum)
+    result["interrupted"] = name
+    emit(as_json, result, _shots_table(result["shots"]) if result["shots"] else None,
+         f"stopped by {name}: finished chunks are kept; run the same command again to go on")
+    if as_json:
+        print(f"studio-nova: stopped by {name}; run the same command again to go on (output: {out})",
+              file=sys.stderr)
+    return 128 + signum
 
 
 def _shot_id(out: Path, key: str) -> int | None:
@@ -122,9 +181,12 @@ def demo(
 ) -> int:
     """Synthetic footage with a known edit, through the whole pipeline."""
     from studio_nova.app.demo import run_demo
+    from studio_nova.app.runner import prepare_output
 
+    settings = run_settings()
+    prepare_output(out)  # a file or a read-only folder at --out is reported before any footage is made
     with run_display(enabled=orchestrator == IN_PROCESS) as display:
-        result = run_demo(out, settings=run_settings(), backend=backend, orchestrator=orchestrator, progress=display)
+        result = run_demo(out, settings=settings, backend=backend, orchestrator=orchestrator, progress=display)
     rows = [(s["name"], status(s["status"]), s.get("psnr_db"), s.get("psnr_edit_db"), s.get("ssim_outside_edit"),
              s.get("seam_psnr_db"), s.get("fps")) for s in result["shots"]]
     columns = ["Shot", "Status", number("PSNR dB"), number("edit dB"), number("SSIM outside edit"),

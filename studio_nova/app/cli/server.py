@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Iterator, Optional
 
 import typer
 
-from studio_nova.app.cli.output import JsonFlag, emit, run_settings
+from studio_nova.app.cli.output import JsonFlag, emit, interruption_reported, run_settings
 from studio_nova.config import Settings
 from studio_nova.errors import StudioNovaError
 
@@ -19,9 +22,18 @@ NightlyCron = Annotated[Optional[str], typer.Option(
 TO_RENDER = "--nightly-out DIR (the run folder to render)"
 
 
-def _stop_on_sigterm(_signum: int, _frame: Any) -> None:
-    """A service manager's stop is handled like Ctrl-C: the server and workers end cleanly."""
-    raise KeyboardInterrupt
+@contextmanager
+def _signals_ignored() -> Iterator[None]:
+    """SIGTERM and SIGINT ignored while inside (main thread only), then as they were."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _nightly_cron(given: str | None, settings: Settings) -> str:
@@ -56,15 +68,19 @@ def server(
     no_workers: Annotated[bool, typer.Option("--no-workers", help="only the server (workers run elsewhere)")] = False,
     as_json: JsonFlag = False,
 ) -> int:
-    """A local Prefect server (UI) and the workers of the deployments; Ctrl-C stops."""
-    import signal
+    """A local Prefect server (UI) and the workers of the deployments; Ctrl-C (or SIGTERM) stops
+    them all within a few seconds, and they end with this process even if it is killed."""
     import time
 
     from studio_nova.app.runner import load_orchestrator
     from studio_nova.app.server import LocalServer
+    from studio_nova.workflow.render import prepare_folder
 
     settings = run_settings()
     cron = _nightly_cron(nightly_cron, settings)
+    for folder, option in ((home, "--home"), (logs, "--logs")):
+        if folder is not None:
+            prepare_folder(folder, what=f"the {option} folder", fix=f"give {option} a folder you can write to")
     local = LocalServer(
         port=port or settings.prefect_port,
         host=host,
@@ -72,7 +88,7 @@ def server(
         log_dir=logs.resolve() if logs else None,
         workers=() if no_workers else LocalServer.workers,
     )
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    # SIGTERM and Ctrl-C reach here as KeyboardInterrupt (`main`'s handler, or Python's own).
     try:
         local.start_server()
         os.environ["PREFECT_API_URL"] = local.api_url
@@ -93,11 +109,13 @@ def server(
                 raise StudioNovaError(f"{', '.join(dead)} stopped unexpectedly; see the logs in "
                                       f"{local.log_dir or 'PREFECT_HOME/logs'}")
             time.sleep(1.0)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the way to stop a server, so exit status 0
+        interruption_reported()
         print("stopping the Prefect server and workers", file=sys.stderr)
         return 0
     finally:
-        local.stop()
+        with _signals_ignored():  # a second signal must not cut the stop short
+            local.stop()
 
 
 def deploy(nightly_out: NightlyOut = None, nightly_cron: NightlyCron = None, as_json: JsonFlag = False) -> int:
