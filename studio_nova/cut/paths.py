@@ -4,7 +4,6 @@ never a system folder, a device or a pipe) before anything opens it."""
 
 from __future__ import annotations
 
-import logging
 import os
 import stat
 from pathlib import Path
@@ -16,21 +15,7 @@ import opentimelineio as otio
 
 from studio_nova.cut.background_request import PATH_PARAMS
 from studio_nova.cut.naming import clip_label, clip_name
-from studio_nova.errors import (
-    MediaError,
-)
-
-log = logging.getLogger(__name__)
-
-#: Suffix → OTIO adapter. EDLs carry no frame rate, see `read_timeline`.
-ADAPTERS: dict[str, str] = {
-    ".otio": "otio_json",
-    ".edl": "cmx_3600",
-    ".xml": "fcp_xml",
-    ".fcpxml": "fcpx_xml",
-    ".aaf": "AAF",
-}
-
+from studio_nova.errors import MediaError
 
 SYSTEM_FOLDERS = (Path("/etc"), Path("/proc"), Path("/sys"), Path("/dev"), Path("/boot"))
 _NOT_SYSTEM = (Path("/dev/shm"),)  # a RAM disk some studios stage media on
