@@ -23,6 +23,8 @@ from prefect.client.schemas.filters import (
     FlowRunFilterState,
     FlowRunFilterStateType,
     FlowRunFilterTags,
+    WorkerFilter,
+    WorkerFilterStatus,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import run_deployment
@@ -30,6 +32,7 @@ from prefect.deployments.runner import EntrypointType
 from prefect.exceptions import ObjectNotFound
 from prefect.flow_runs import resume_flow_run
 from prefect.schedules import Cron
+from prefect.states import Crashed
 from prefect.workers.process import ProcessWorker
 
 from studio_nova.app.server import CPU_POOL, GPU_POOL
@@ -56,9 +59,11 @@ class Pool:
     concurrency_limit: int | None = None
 
 
+# One render slot per GPU: every GPU worker takes one run at a time (`studio-nova worker --pool gpu`
+# starts it with --limit 1), and the pool has no limit of its own, so N GPU workers render N shots.
 POOLS = (
-    Pool(CPU_POOL, "ingest, keyframes, review gates, conform"),
-    Pool(GPU_POOL, "renders; one run per GPU (the render slot)", concurrency_limit=1),
+    Pool(CPU_POOL, "ingest, keyframes, review gates, render dispatch, conform"),
+    Pool(GPU_POOL, "renders: each GPU worker runs one at a time (its render slot); no pool-wide limit"),
 )
 
 
@@ -90,12 +95,16 @@ REVIEW = DeploymentSpec(
     "One shot's review: waits (suspended, holding nothing) for approve / reject.",
 )
 NIGHTLY = DeploymentSpec(
-    "studio_nova_flows.render.render_flow", "nightly", GPU_POOL,
-    "Every approved, unrendered shot of the store; then conform.", cron=NIGHTLY_CRON,
+    "studio_nova_flows.render.render_flow", "nightly", CPU_POOL,
+    "Every approved, unrendered shot of the store, rendered on the GPU workers; then conform.", cron=NIGHTLY_CRON,
 )
 ON_APPROVAL = DeploymentSpec(
-    "studio_nova_flows.render.render_flow", "on-approval", GPU_POOL,
-    "The shots a reviewer just approved; then conform.",
+    "studio_nova_flows.render.render_flow", "on-approval", CPU_POOL,
+    "The shots a reviewer just approved, rendered on the GPU workers; then conform.",
+)
+SLOT = DeploymentSpec(
+    "studio_nova_flows.render.render_slot_flow", "slot", GPU_POOL,
+    "One GPU worker's share of a render: claims the next shot under a lease, renders it, again until none is left.",
 )
 CONFORM = DeploymentSpec(
     "studio_nova_flows.render.conform_flow", "conform", CPU_POOL,
@@ -105,7 +114,7 @@ TRAIN = DeploymentSpec(
     "studio_nova_flows.train.train_flow", "train", GPU_POOL,
     "Train or fine-tune the NOVA adapter on the studio's own clips (no edited pairs); resume=true continues.",
 )
-DEPLOYMENTS = (KEYFRAMES, REVIEW, NIGHTLY, ON_APPROVAL, CONFORM, TRAIN)
+DEPLOYMENTS = (KEYFRAMES, REVIEW, NIGHTLY, ON_APPROVAL, SLOT, CONFORM, TRAIN)
 
 
 def _load(path: str) -> Any:
@@ -223,6 +232,64 @@ def request_render(store_url: str, out: str, shot_ids: Sequence[int], *, backend
         as_subflow=False,
     )
     return run.id
+
+
+# ----------------------------------------------------------------------------- the farm's slots
+
+
+def request_slot(store_url: str, out: str, shot_ids: Sequence[int], *, backend: str | None, dispatcher_tag: str) -> UUID:
+    """Queue one GPU worker's share of a render (`render_slot_flow`) on the GPU pool."""
+    run = run_deployment(
+        SLOT.full_name,
+        parameters={"out": out, "shot_ids": list(shot_ids), "backend": backend},
+        tags=["studio-nova", store_tag(store_url), dispatcher_tag],
+        timeout=0,
+        as_subflow=False,
+    )
+    return run.id
+
+
+def gpu_slots() -> int:
+    """Render slots the farm has now: one per online GPU-pool worker (at least one, so that a
+    render queued before any worker is up runs when the first one starts)."""
+    with get_client(sync_client=True) as client:
+        workers = client.read_workers_for_work_pool(
+            GPU_POOL, worker_filter=WorkerFilter(status=WorkerFilterStatus(any_=["ONLINE"]))
+        )
+    return max(1, len(workers))
+
+
+def queued_slots(dispatcher_tag: str) -> int:
+    """The dispatcher's slot runs not started yet (scheduled or pending)."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=[dispatcher_tag]),
+                state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.PENDING])
+                ),
+            )
+        )
+    return len(runs)
+
+
+def mark_lost(holder: str, message: str) -> bool:
+    """Mark the slot run whose worker held a lease that ran out as crashed, so the UI does not
+    show a lost worker's run as running forever. `holder` is a `worker_name` ending in the run's
+    id; False when it names no run that is still running."""
+    try:
+        run_id = UUID(holder.rsplit(":", 1)[-1])
+    except ValueError:
+        return False
+    with get_client(sync_client=True) as client:
+        try:
+            run = client.read_flow_run(run_id)
+        except ObjectNotFound:
+            return False
+        if run.state is None or run.state.type != StateType.RUNNING:
+            return False
+        client.set_flow_run_state(run_id, Crashed(message=message), force=True)
+    return True
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,20 @@ def _workspace(out: str) -> workflow.Workspace:
     return workflow.Workspace.open(out, load_settings())
 
 
-@task(name="ingest")
+def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect's retry condition for every step: retry what may not happen again (the store
+    unreachable for a moment, a GPU out of memory the render's own retries did not outlast), never
+    a bad input, which fails its shot once (`workflow.is_transient`)."""
+    error = state.data if isinstance(state.data, BaseException) else state.result(raise_on_failure=False)
+    return isinstance(error, BaseException) and workflow.is_transient(error)
+
+
+#: Task retries where they belong: a step is idempotent (it goes on from the store), so a retry
+#: after a transient failure continues it.
+RETRIES: dict[str, Any] = {"retries": 2, "retry_delay_seconds": [5, 30], "retry_condition_fn": retry_if_transient}
+
+
+@task(name="ingest", **RETRIES)
 def ingest_task(timeline: str, out: str) -> dict[str, Any]:
     ws = _workspace(out)
     try:
@@ -34,7 +47,7 @@ def ingest_task(timeline: str, out: str) -> dict[str, Any]:
         ws.close()
 
 
-@task(name="keyframes-and-review", task_run_name="keyframes-{shot_id}")
+@task(name="keyframes-and-review", task_run_name="keyframes-{shot_id}", **RETRIES)
 def prepare_task(out: str, shot_id: int, auto_approve: bool) -> str:
     ws = _workspace(out)
     try:
@@ -44,9 +57,12 @@ def prepare_task(out: str, shot_id: int, auto_approve: bool) -> str:
         ws.close()
 
 
-@task(name="render-shot", task_run_name="render-{shot_id}")
-def render_task(out: str, shot_id: int, backend: str | None) -> str:
+@task(name="render-shot", task_run_name="render-{shot_id}", **RETRIES)
+def render_task(out: str, shot_id: int, backend: str | None, worker: str | None = None) -> str:
+    """Render one shot under its lease (`worker`: the lease holder's name, a slot run's)."""
     ws = _workspace(out)
+    if worker:
+        ws.worker = worker
     try:
         shot = ws.store.shot(shot_id)
         if shot.status not in workflow.RENDERABLE:
@@ -66,7 +82,7 @@ def render_task(out: str, shot_id: int, backend: str | None) -> str:
         ws.close()
 
 
-@task(name="conform")
+@task(name="conform", **RETRIES)
 def finish_task(out: str, report: dict[str, Any], timeline: str, formats: list[str]) -> dict[str, Any]:
     ws = _workspace(out)
     try:
@@ -76,7 +92,7 @@ def finish_task(out: str, report: dict[str, Any], timeline: str, formats: list[s
         ws.close()
 
 
-@task(name="open-gates")
+@task(name="open-gates", **RETRIES)
 def gate_task(out: str, shot_ids: list[int], backend: str | None, formats: list[str]) -> dict[str, str]:
     """Open a review gate per waiting shot and queue one render of the shots that need one."""
     from studio_nova_flows import deployments

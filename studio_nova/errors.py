@@ -82,6 +82,13 @@ class DecodeError(MediaError):
     """ffmpeg failed while decoding, or returned fewer frames than asked for."""
 
 
+class TransientError(StudioNovaError):
+    """A failure that says nothing about the shot and may not happen again: a GPU out of memory
+    because of what else ran, an encoder killed by the system, a store connection dropped. The
+    render retries the chunk (its attempts are counted in the store, across workers) and goes on
+    from the ledger; a deterministic error (bad input, bad params) fails the shot at once."""
+
+
 class EncodeError(MediaError):
     """ffmpeg failed while writing a render."""
 
@@ -100,6 +107,22 @@ class PropagationError(StudioNovaError):
 
 class StoreError(StudioNovaError):
     """The store cannot be opened, migrated or updated."""
+
+
+class EncoderKilled(EncodeError, TransientError):
+    """ffmpeg was killed by a signal (the system's out-of-memory killer, an operator) while it
+    wrote: nothing is wrong with the frames, so the chunk is retried."""
+
+
+class StoreUnavailable(StoreError, TransientError):
+    """The store could not be reached or was busy (a dropped connection, a restarting server, a
+    locked SQLite file): nothing about the shot is wrong, the step is retried."""
+
+
+class LeaseLost(StoreError):
+    """Another worker holds the shot this worker was rendering: its lease ran out (the worker was
+    thought lost) and was taken over. Not a failure of the shot: the worker stops, the other one
+    finishes the render from the ledger."""
 
 
 class StateTransitionError(StoreError):

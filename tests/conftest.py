@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import contextmanager
 from typing import Iterator
 
 import pytest
@@ -34,9 +35,10 @@ def _isolated_environment(tmp_path_factory: pytest.TempPathFactory):
             os.environ[key] = value
 
 
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
-    """A fresh, uniquely named database on the test server for this session; dropped after."""
+@contextmanager
+def new_postgres_database(prefix: str, driver: str | None = None) -> Iterator[str]:
+    """A fresh, uniquely named database on the test server (its URL, with `driver` if given);
+    dropped after. Skips the test when the server is unreachable."""
     admin_url = make_url(PG_URL)
     admin = create_engine(
         admin_url.set(drivername="postgresql+psycopg2"), isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5}
@@ -50,11 +52,19 @@ def postgres_database() -> Iterator[str]:
             f"PostgreSQL at {admin_url.render_as_string(hide_password=True)} is unreachable "
             f"({reason}); set STUDIO_NOVA_TEST_POSTGRES_URL to a server to run these tests"
         )
-    name = f"studio_nova_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
     try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
+        url = admin_url.set(database=name)
+        yield (url.set(drivername=driver) if driver else url).render_as_string(hide_password=False)
     finally:
         connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         connection.close()
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh, uniquely named database on the test server for this session; dropped after."""
+    with new_postgres_database("studio_nova_test") as url:
+        yield url

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -24,10 +23,7 @@ from typing import Any, Callable, Iterator
 
 import opentimelineio as otio
 import pytest
-from conftest import PG_URL
-from sqlalchemy import create_engine
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from conftest import new_postgres_database
 from test_pipeline import KEYED, H, W, _clip, _timeline, _write
 from test_server_e2e import _api, _cli, _env
 
@@ -179,8 +175,8 @@ class _Server:
 
 
 @contextmanager
-def _studio_nova_server(root: Path, out: Path, **env: str) -> Iterator[_Server]:
-    """`studio-nova server --nightly-out OUT --json` on a free port with its own PREFECT_HOME
+def _studio_nova_server(root: Path, out: Path, *args: str, **env: str) -> Iterator[_Server]:
+    """`studio-nova server --nightly-out OUT --json [ARGS]` on a free port with its own PREFECT_HOME
     (where Prefect keeps its SQLite database unless `env` names another)."""
     port = free_port()
     server_env = _env(None, STUDIO_NOVA_PREFECT_PORT=str(port))
@@ -190,7 +186,7 @@ def _studio_nova_server(root: Path, out: Path, **env: str) -> Iterator[_Server]:
     with open(root / "server.json", "wb") as stdout, open(root / "server.err", "wb") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-m", "studio_nova.app.cli", "server", "--nightly-out", str(out), "--json",
-             "--home", str(root / "home"), "--logs", str(root / "logs")],
+             "--home", str(root / "home"), "--logs", str(root / "logs"), *args],
             env=server_env, cwd=REPO, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
         )
     server = _Server(process, root)
@@ -251,24 +247,8 @@ def prefect_database(request) -> Iterator[dict[str, str]]:
     if request.param == "sqlite":
         yield {}
         return
-    admin_url = make_url(PG_URL)
-    admin = create_engine(admin_url.set(drivername="postgresql+psycopg2"), isolation_level="AUTOCOMMIT",
-                          connect_args={"connect_timeout": 5})
-    try:
-        connection = admin.connect()
-    except OperationalError as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL at {admin_url.render_as_string(hide_password=True)} is unreachable "
-                    f"({' '.join(str(exc.orig).split())}); set STUDIO_NOVA_TEST_POSTGRES_URL")
-    name = f"studio_nova_prefect_{uuid.uuid4().hex[:12]}"
-    connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        url = admin_url.set(drivername="postgresql+asyncpg", database=name)
-        yield {"PREFECT_API_DATABASE_CONNECTION_URL": url.render_as_string(hide_password=False)}
-    finally:
-        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        connection.close()
-        admin.dispose()
+    with new_postgres_database("studio_nova_prefect", "postgresql+asyncpg") as url:
+        yield {"PREFECT_API_DATABASE_CONNECTION_URL": url}
 
 
 @pytest.mark.slow
@@ -323,18 +303,28 @@ def test_an_approved_shot_is_rendered_and_conformed_by_the_nightly_schedule_with
         server.wait("sh010 to be rendered and conformed by a scheduled nightly run",
                     lambda: _shot(out)["status"] == "conformed", timeout=240)
 
-        # The run that rendered it (its progress artifact) is an auto-scheduled run of the nightly.
+        # The run that rendered it (its progress artifact) is a GPU slot run sent by an
+        # auto-scheduled run of the nightly (which dispatches, and is tagged on its slot runs).
         deployment = _nightly_deployment(server.api)
+        slot_deployment = _api(server.api, "GET", "/deployments/name/studio-nova-render-slot/slot")
         progress = [a for a in _api(server.api, "POST", "/artifacts/filter", {}) if a["type"] == "progress"]
         assert [a["data"] for a in progress] == [100.0]
-        renderer = _api(server.api, "GET", f"/flow_runs/{progress[0]['flow_run_id']}")
+        slot = _api(server.api, "GET", f"/flow_runs/{progress[0]['flow_run_id']}")
+        assert slot["deployment_id"] == slot_deployment["id"]
+        [dispatcher] = [t.removeprefix("studio-nova-render-") for t in slot["tags"] if t.startswith("studio-nova-render-")]
+        renderer = _api(server.api, "GET", f"/flow_runs/{dispatcher}")
         assert renderer["deployment_id"] == deployment["id"] and renderer["auto_scheduled"] is True
         assert renderer["state"]["type"] in ("RUNNING", "COMPLETED")  # it may still be finishing the conform
         assert _utc(renderer["expected_start_time"]).second == 0, "started at a cron time"
-        # And nothing else was asked of the server: every deployment run is a scheduled nightly.
+        # And nothing else was asked of the server: every deployment run is a scheduled nightly, or
+        # a slot run one of them sent.
         runs = _api(server.api, "POST", "/flow_runs/filter", {"limit": 200})
-        assert {(r["deployment_id"], r["auto_scheduled"]) for r in runs if r["deployment_id"]} \
-            == {(deployment["id"], True)}
+        nightly_ids = {r["id"] for r in runs if r["deployment_id"] == deployment["id"] and r["auto_scheduled"]}
+        for run in runs:
+            if run["deployment_id"] == slot_deployment["id"]:
+                assert {f"studio-nova-render-{i}" for i in nightly_ids} & set(run["tags"]), run["tags"]
+            elif run["deployment_id"]:
+                assert run["id"] in nightly_ids, run
         if prefect_database:
             # On PostgreSQL every worker heartbeat is stored. (On SQLite Prefect 3.8 loses one now and
             # then to "database is locked", harmlessly: see deploy/README.md.)

@@ -252,8 +252,11 @@ def test_prefect_yaml_describes_the_deployments_the_code_registers():
     }
     registered = {(s.flow, s.name): (s.pool, [s.cron] if s.cron else []) for s in deployments.DEPLOYMENTS}
     assert described == registered
-    assert registered[("studio_nova_flows.render.render_flow", "nightly")] == ("studio-nova-gpu", ["0 1 * * *"])
-    assert {p.name: p.concurrency_limit for p in deployments.POOLS} == {"studio-nova-cpu": None, "studio-nova-gpu": 1}
+    # The nightly dispatches (CPU pool); its slot runs render on the GPU pool, one per GPU worker:
+    # the pool has no limit of its own (each GPU worker runs with --limit 1).
+    assert registered[("studio_nova_flows.render.render_flow", "nightly")] == ("studio-nova-cpu", ["0 1 * * *"])
+    assert registered[("studio_nova_flows.render.render_slot_flow", "slot")] == ("studio-nova-gpu", [])
+    assert {p.name: p.concurrency_limit for p in deployments.POOLS} == {"studio-nova-cpu": None, "studio-nova-gpu": None}
     names = [s.full_name for s in deployments.DEPLOYMENTS]
     assert len(set(names)) == len(names) and "studio-nova-render/nightly" in names
 

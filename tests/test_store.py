@@ -38,7 +38,7 @@ PG_URL = os.environ.get(
     "STUDIO_NOVA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 TABLES = {"timelines", "shots", "edit_requests", "keyframes", "reviews", "renders", "chunks"}
-HEAD = "0002"
+HEAD = "0003"
 
 # The shot lifecycle as the brief states it (rendered -> rendering only via start_render).
 LIFECYCLE = {

@@ -10,8 +10,10 @@ each pixel is not the source's (≈ 1 − matte).
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -27,9 +29,20 @@ from studio_nova.render.background import BackgroundReplacement
 
 
 class BackgroundEditor:
-    """Background replacement: the subject over a new, moving background, fused along a matte."""
+    """Background replacement: the subject over a new, moving background, fused along a matte.
+
+    The pipeline calls `edit` once per batch of consecutive keyframes. With a matte source that
+    tracks in order (`sequential`), the tracking runs over the shot from its first frame on a
+    fixed grid of runs, and this instance keeps it where it stopped (the matte source's state and
+    the last run's frames), so the next batch continues it: a shot is tracked once, and the
+    keyframes are the same however they are batched. A batch that starts before where the
+    tracking stands (another request, or the same again) starts it over.
+    """
 
     name = "background"
+
+    def __init__(self) -> None:
+        self._tracking: _Tracking | None = None
 
     @staticmethod
     def check_params(params: Mapping[str, Any], *, instruction: str = "", settings: Any = None, **_: Any) -> None:
@@ -67,8 +80,17 @@ class BackgroundEditor:
             cache_dir=context.source.work_dir,
             settings=context.settings,
         )
+        if replacement.sequential:
+            key = _tracking_key(request, media, context)
+            frames = [k.source_frame for k in context.keyframes]
+            tracking = self._tracking
+            if tracking is None or tracking.key != key or (frames and not tracking.can_reach(frames[0])):
+                tracking = self._tracking = _Tracking(key, replacement, media)
+            fused_frames = (tracking.fused(f) for f in frames)
+        else:
+            fused_frames = _fused_keyframes(replacement, media, context)
         edited = []
-        for keyframe, fused in zip(context.keyframes, _fused_keyframes(replacement, media, context)):
+        for keyframe, fused in zip(context.keyframes, fused_frames):
             image, mask = fused
             if region is not None:  # confine the replacement: outside the region, the original
                 original = np.asarray(keyframe.image, np.float32)
@@ -89,31 +111,62 @@ class BackgroundEditor:
 
 
 def _fused_keyframes(replacement: BackgroundReplacement, media, context: EditContext):
-    """(image, changed) of each keyframe. A matte source that tracks through the shot in order
-    (`sequential`) is run over every frame up to the last keyframe, in overlapping runs; any
-    other sees each keyframe alone."""
-    frames = [k.source_frame for k in context.keyframes]
-    if not replacement.sequential:
-        # The keyframes are the decoded originals already (float of the source's integers, so
-        # the round trip is exact): no second decode of each one.
-        for keyframe in context.keyframes:
-            original = from_float(np.asarray(keyframe.image, np.float32), np.dtype(media.dtype_name))
-            fused = replacement.fuse(original[None], keyframe.source_frame)
-            yield fused.images[0], fused.changed[0]
-        return
-    wanted, start, last = set(frames), replacement.first_frame, max(frames, default=replacement.first_frame)
-    found: dict[int, tuple] = {}
-    while start <= last:
-        end = min(last, start + _RUN - 1)
-        fused = replacement.fuse(np.stack(list(read_frames(media, start, end))), start)
-        for f in wanted & set(range(start, end + 1)):
-            found[f] = (fused.images[f - start], fused.changed[f - start])
-        start = end if end < last else end + 1  # one frame of overlap carries the tracker's mask
-    for f in frames:
-        yield found[f]
+    """(image, changed) of each keyframe, for a matte source that sees each keyframe alone."""
+    # The keyframes are the decoded originals already (float of the source's integers, so the
+    # round trip is exact): no second decode of each one.
+    for keyframe in context.keyframes:
+        original = from_float(np.asarray(keyframe.image, np.float32), np.dtype(media.dtype_name))
+        fused = replacement.fuse(original[None], keyframe.source_frame)
+        yield fused.images[0], fused.changed[0]
 
 
 _RUN = 32  # frames per run of a sequential matte source
+
+
+def _tracking_key(request: BackgroundRequest, media, context: EditContext) -> str:
+    """What decides a sequential tracking's frames: a batch continues a tracking of the same."""
+    source = context.source
+    return json.dumps(
+        [context.shot, str(media.path), source.first_frame, source.last_frame, str(source.work_dir),
+         str(source.rate), context.seed, context.instruction, request.to_params()],
+        sort_keys=True, default=str,
+    )
+
+
+class _Tracking:
+    """A sequential matte source run over the shot in order, in overlapping runs of `_RUN` frames
+    on a grid fixed from the shot's first frame (each run starts on the previous run's last frame,
+    which carries the tracker's mask). Holds the last run's fused frames only."""
+
+    def __init__(self, key: str, replacement: BackgroundReplacement, media) -> None:
+        self.key, self.replacement, self.media = key, replacement, media
+        self.last = replacement.last_frame
+        self.next_start = replacement.first_frame
+        self.run_start: int | None = None
+        self.run_end = replacement.first_frame - 1
+        self.run = None
+
+    def can_reach(self, frame: int) -> bool:
+        """Whether `frame` is not behind the run held (the tracking only goes forward)."""
+        return self.run_start is None or frame >= self.run_start
+
+    def fused(self, frame: int) -> tuple[np.ndarray, np.ndarray]:
+        if not self.replacement.first_frame <= frame <= self.last:
+            raise KeyframeError(
+                f"keyframe {frame} is outside the shot ({self.replacement.first_frame}..{self.last})",
+                shot=self.replacement.shot, frame=frame,
+            )
+        if not self.can_reach(frame):
+            raise KeyframeError("keyframes must come in source-frame order", shot=self.replacement.shot, frame=frame)
+        # A frame shared by two runs is taken from the later one (it starts from the carried mask).
+        while self.run is None or frame > self.run_end or (frame == self.run_end and self.run_end < self.last):
+            start = self.next_start
+            end = min(self.last, start + _RUN - 1)
+            self.run = None  # let the last run go before the next is made
+            self.run = self.replacement.fuse(np.stack(list(read_frames(self.media, start, end))), start)
+            self.run_start, self.run_end = start, end
+            self.next_start = end if end < self.last else end + 1
+        return self.run.images[frame - self.run_start], self.run.changed[frame - self.run_start]
 
 
 def _model_name(source: object) -> str | None:

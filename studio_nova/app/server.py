@@ -106,6 +106,9 @@ class LocalServer:
     home: Path | None = None  # PREFECT_HOME of the server (its SQLite database lives there)
     log_dir: Path | None = None
     workers: Sequence[tuple[str, int | None]] = ((CPU_POOL, None), (GPU_POOL, 1))
+    #: GPU workers to start (each with one render slot); with more than one, worker i sees only
+    #: GPU i (CUDA_VISIBLE_DEVICES), so a workstation with N GPUs renders N shots at once.
+    gpu_workers: int = 1
     env: Mapping[str, str] | None = None
     startup_timeout: float = 120.0
     _children: list[_Child] = field(default_factory=list)
@@ -133,13 +136,13 @@ class LocalServer:
         # (deploy/README.md, "Prefect's own database").
         return env
 
-    def _spawn(self, name: str, args: list[str]) -> _Child:
+    def _spawn(self, name: str, args: list[str], env: Mapping[str, str] | None = None) -> _Child:
         log_dir = self.log_dir or (self.home or Path.cwd()) / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         log = open(log_dir / f"{name}.log", "ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "prefect", *args],
-            env=self.child_env(),
+            env={**self.child_env(), **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -173,10 +176,11 @@ class LocalServer:
 
     def start_workers(self) -> None:
         for pool, limit in self.workers:
-            args = ["worker", "start", "--pool", pool, "--type", "process", "--name", f"{pool}-local"]
-            if limit is not None:
-                args += ["--limit", str(limit)]
-            self._spawn(f"worker-{pool}", args)
+            copies = self.gpu_workers if pool == GPU_POOL else 1
+            for index in range(copies):
+                name = f"{pool}-local" if copies == 1 else f"{pool}-local-{index}"
+                env = {"CUDA_VISIBLE_DEVICES": str(index)} if copies > 1 else None
+                self._spawn(f"worker-{name}", worker_args(pool, name, limit), env)
 
     def start(self) -> "LocalServer":
         self.start_server()
@@ -217,6 +221,16 @@ class LocalServer:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+
+def worker_args(pool: str, name: str | None, limit: int | None) -> list[str]:
+    """The `prefect` arguments of a process worker of `pool` (after `python -m prefect`)."""
+    args = ["worker", "start", "--pool", pool, "--type", "process"]
+    if name:
+        args += ["--name", name]
+    if limit is not None:
+        args += ["--limit", str(limit)]
+    return args
 
 
 def _signal_group(process: subprocess.Popen, sig: int) -> None:

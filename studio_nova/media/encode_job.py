@@ -9,6 +9,7 @@ ffmpeg's own output goes to the log, not into the message.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import tempfile
 from fractions import Fraction
@@ -19,7 +20,7 @@ import ffmpeg
 import numpy as np
 
 from studio_nova.atomic import publish
-from studio_nova.errors import EncodeError, MediaError
+from studio_nova.errors import EncodeError, EncoderKilled, MediaError
 from studio_nova.media.ffmpeg_bin import ffmpeg_exe
 from studio_nova.media.ffmpeg_errors import log_ffmpeg, writing_problem
 from studio_nova.media.info import MediaInfo
@@ -63,7 +64,11 @@ class Job:
                 self._process.wait(timeout=5)  # it exited (that closed the pipe): let it finish
             except subprocess.TimeoutExpired:
                 pass
+            killed = self._process.poll() is not None and self._process.returncode < 0
+            status = self._process.returncode
             self.abort()
+            if killed:
+                raise _killed(status, "while it took frames", self._target) from exc
             raise EncodeError(
                 f"ffmpeg stopped accepting frames: {self._why()}", path=self._target, frame=number
             ) from exc
@@ -78,6 +83,8 @@ class Job:
         self._stderr = self._read_log()
         self._log.close()
         log_ffmpeg(what, self._target, self._stderr, failed=status != 0)
+        if status < 0:
+            raise _killed(status, what, self._target)
         if status != 0:
             raise EncodeError(f"ffmpeg failed {what}: {self._why()}", path=self._target)
 
@@ -106,6 +113,19 @@ class Job:
         size = self._log.seek(0, os.SEEK_END)
         self._log.seek(max(0, size - _LOG_TAIL))
         return self._log.read().decode("utf-8", "replace")
+
+
+def _killed(status: int, what: str, target: Path) -> EncoderKilled:
+    """ffmpeg ended by a signal (`status` is minus its number): the system or an operator killed
+    it, the frames are not at fault, so the render retries the chunk."""
+    try:
+        name = signal.Signals(-status).name
+    except ValueError:
+        name = f"signal {-status}"
+    return EncoderKilled(
+        f"ffmpeg was killed ({name}) {what}, most likely by the system's out-of-memory killer or an "
+        "operator; the chunk is retried", path=target,
+    )
 
 
 def check_target(path: Path) -> None:

@@ -3,10 +3,24 @@
 An editor turns the original keyframes of one shot into edited keyframes plus, per keyframe, a
 mask of where the edit changed the image. Editors are entry-point plugins in the group
 `studio_nova.editors`; the class named by the entry point is instantiated without arguments, or
-with ``from_settings(settings)`` when it defines that classmethod (see `registry.load_plugin`), and
-`edit()` is called once per shot (and again, with a new instruction or seed, after a rejection).
-The run's settings also travel in the context (`EditContext.settings`): an editor reads what it
-is configured with (weights folders, device) there, never from the environment.
+with ``from_settings(settings)`` when it defines that classmethod (see `registry.load_plugin`),
+once per shot edit. The run's settings also travel in the context (`EditContext.settings`): an
+editor reads what it is configured with (weights folders, device) there, never from the
+environment.
+
+Batches: so that memory does not grow with a shot's length, the pipeline calls `edit()` of one
+instance several times for one shot, in source-frame order, each call with the next batch of
+consecutive keyframes (those within one chunk's length, `Settings.chunk_length` frames, of the
+batch's first), and writes each batch before it decodes the next. Every call gets the same
+request (instruction, params, seed, region, source, settings); the calls after the first get the
+first call's first edited keyframe as `reference` (when the request gives none), so an editor
+that edits later keyframes against the first edited one (below) does the same across batches
+without being told. What an editor returns for a keyframe must not depend on how the shot is
+batched: anything shared by the whole shot (a look, a seed, a generated plate cached in
+`ShotSource.work_dir`, a tracker that runs through the shot in order) is made the same from any
+batch, or carried over by the instance from the call before. The version's `info` is the first
+call's, with the keys later calls add to its dict entries (per-keyframe figures). A new shot edit
+(a rejection's new instruction or seed) gets a new instance.
 
 An editor may also say whether it would accept a request without running (optional, see
 `check_request`): a classmethod or staticmethod ``check_params(params, *, instruction, settings,
@@ -54,15 +68,18 @@ class ShotSource:
 
 @dataclass(frozen=True)
 class EditContext:
-    """Everything an editor receives for one shot."""
+    """Everything an editor receives for one call: one batch of a shot's keyframes (see the
+    module's "Batches")."""
 
     shot: str
-    keyframes: Sequence[Keyframe]
+    keyframes: Sequence[Keyframe]  # consecutive keyframes, in source-frame order: one batch
     instruction: str
     params: Mapping[str, Any] = field(default_factory=dict)
     seed: int = 0
     region: np.ndarray | None = None  # H×W in [0, 1]: confine the edit here when given
-    reference: np.ndarray | None = None  # an edited image whose look every keyframe should share
+    # An edited image whose look every keyframe should share; in the batches after a shot's
+    # first, the first edited keyframe (when the request gives none).
+    reference: np.ndarray | None = None
     source: ShotSource | None = None  # the shot's media and range (set by the pipeline)
     # The run's settings (the workspace's, set by the pipeline); built from the environment only
     # when a caller (a test, the conformance suite) makes a context without them.

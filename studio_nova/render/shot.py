@@ -1,8 +1,13 @@
 """Render one shot: propagate chunk by chunk, blend overlaps, encode, assemble, QC.
 
 Each chunk's committed frames are encoded as a ProRes segment in a work folder, and the frames it
-shares with the next chunk are kept losslessly as that chunk's anchors. A ledger (the store, in the
-pipeline) records finished chunks, so an interrupted render resumes at the first unfinished chunk.
+shares with the next chunk are kept losslessly (its tail) as that chunk's anchors, until the next
+chunk is done. A ledger (the store, in the pipeline) records finished chunks, so an interrupted
+render resumes at the first unfinished chunk.
+
+Memory does not grow with the shot's length: a chunk's source frames are decoded when it is
+rendered, only the keyframes inside its range are taken from `keyframes` (which may load each
+on access), and what stays on disk between chunks is one tail.
 The master is the stream-copy concatenation of the segments (one generation of codec loss), written
 under a temporary name and renamed; the H.264 proxy is made from the master.
 
@@ -15,10 +20,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -32,7 +39,6 @@ from studio_nova.media.probe import probe
 from studio_nova.media.timecode import frames_to_timecode
 from studio_nova.plugin_api.editing import EditedKeyframe
 from studio_nova.plugin_api.propagation import ChunkInput, ChunkOutput, CompositeGuide, Propagator
-from studio_nova.render import qc
 
 log = logging.getLogger(__name__)
 
@@ -178,17 +184,17 @@ def render_shot(
     frames = last_frame - first_frame + 1
     rendered_frames = 0  # by this call: a resumed render's speed counts only its own work
     done = RenderProgress(shot, 0, len(chunks), 0, frames)  # resumed chunks included
+    reusable = _reusable_chunks(work_dir, len(chunks), ledger)
     for index, (start, end) in enumerate(chunks):
-        segment = work_dir / f"chunk_{index:04d}.mov"
-        stats_path = work_dir / f"chunk_{index:04d}.json"
+        segment = _segment_path(work_dir, index)
+        stats_path = _stats_path(work_dir, index)
         next_start = chunks[index + 1][0] if index + 1 < len(chunks) else None
-        tail_path = work_dir / f"chunk_{index:04d}_tail.npy"
+        tail_path = _tail_path(work_dir, index)
         committed = (next_start if next_start is not None else end + 1) - start
-        if ledger.is_done(index) and segment.exists() and stats_path.exists() and (
-            next_start is None or tail_path.exists()
-        ):
+        if reusable[index]:
             segments.append(segment)
             done = _advance(done, committed)
+            _drop_tail(work_dir, index - 1)  # chunk index is complete: its predecessor's tail is spent
             continue
         if stop_requested(stop):
             raise RenderStopped(shot, done.chunk_index, len(chunks))
@@ -203,7 +209,7 @@ def render_shot(
                 start=start,
                 end=end,
                 next_start=next_start,
-                previous_tail=work_dir / f"chunk_{index - 1:04d}_tail.npy" if index else None,
+                previous_tail=_tail_path(work_dir, index - 1) if index else None,
                 keyframes=keyframes,
                 propagator=propagator,
                 segment=segment,
@@ -219,6 +225,7 @@ def render_shot(
             ledger.fail(index, str(exc))
             raise
         ledger.complete(index, segment)
+        _drop_tail(work_dir, index - 1)  # only once the ledger holds this chunk (see `_reusable_chunks`)
         segments.append(segment)
         rendered_frames += committed
         done = _advance(done, committed)
@@ -241,6 +248,46 @@ def render_shot(
     elapsed = time.perf_counter() - started
     report = _shot_qc(work_dir, len(chunks), frames, rendered_frames, elapsed)
     return RenderResult(master=master_path, proxy=proxy_path, frames=frames, qc=report)
+
+
+def _segment_path(work_dir: Path, index: int) -> Path:
+    return work_dir / f"chunk_{index:04d}.mov"
+
+
+def _stats_path(work_dir: Path, index: int) -> Path:
+    return work_dir / f"chunk_{index:04d}.json"
+
+
+def _tail_path(work_dir: Path, index: int) -> Path:
+    """Chunk `index`'s last frames, the next chunk's anchors (kept losslessly until it is done)."""
+    return work_dir / f"chunk_{index:04d}_tail.npy"
+
+
+def _reusable_chunks(work_dir: Path, n_chunks: int, ledger: ChunkLedger) -> list[bool]:
+    """Which chunks a (resumed) render keeps as they are, decided from the last chunk back.
+
+    A chunk is kept when the ledger has it done, its segment and stats exist, and nothing will
+    need its tail again: it is the last chunk, or the next chunk is kept too, or its tail is
+    still there for the next chunk to blend with. A tail is deleted only after the next chunk is
+    recorded done (`render_shot`), so after a kill at any point either the tail is there or the
+    next chunk is done; a next chunk recorded done whose files are gone is rendered again, and so
+    is this one when its tail is gone too (and so on back: each re-rendered chunk needs the tail
+    of the one before it).
+    """
+    reusable = [False] * n_chunks
+    for index in reversed(range(n_chunks)):
+        complete = (
+            ledger.is_done(index) and _segment_path(work_dir, index).exists() and _stats_path(work_dir, index).exists()
+        )
+        last = index == n_chunks - 1
+        reusable[index] = complete and (last or reusable[index + 1] or _tail_path(work_dir, index).exists())
+    return reusable
+
+
+def _drop_tail(work_dir: Path, index: int) -> None:
+    """Delete chunk `index`'s tail: call only once chunk `index + 1` is recorded done."""
+    if index >= 0:
+        _tail_path(work_dir, index).unlink(missing_ok=True)
 
 
 def _advance(done: RenderProgress, frames: int) -> RenderProgress:
@@ -274,12 +321,15 @@ def _render_chunk(
     instruction: str,
     guide: GuideFn | None = None,
 ) -> None:
-    source = np.stack(list(read_frames(info, start, end)))
+    source = _read_chunk(info, start, end)
     anchors: dict[int, np.ndarray] = {}
     if previous_tail is not None:
         tail = np.load(previous_tail)
         anchors = {j: tail[j] for j in range(min(len(tail), len(source)))}
-    chunk_keyframes = {f - start: kf for f, kf in keyframes.items() if start <= f <= end}
+    # Select by source frame first (keys are cheap), then load only this chunk's keyframes: the
+    # mapping may read each one from its files on access (`workflow.approved_keyframes`).
+    selected = [f for f in keyframes if start <= f <= end]
+    chunk_keyframes = {f - start: keyframes[f] for f in selected}
     chunk_guide = guide(start, source) if guide is not None else None
     output = propagator.propagate(
         ChunkInput(
@@ -294,25 +344,38 @@ def _render_chunk(
     )
     _check_output(output, source, shot, start, getattr(propagator, "name", type(propagator).__name__))
 
-    final = output.frames.copy()
+    # The blend and the figures go frame by frame: whole-chunk float temporaries would take
+    # gigabytes at 1080p, and more the longer the overlap (the last chunk's may be most of it).
+    final = output.frames
+    shared = np.may_share_memory(final, source) or any(np.may_share_memory(final, a) for a in anchors.values())
+    if shared or not final.flags.writeable:
+        final = final.copy()  # a propagator may hand back its input: the source stays as read
     seam = None
     if anchors:
         # Cross-fade from the previous chunk's result into this one over the shared frames.
         n = len(anchors)
-        prev = np.stack([anchors[j] for j in range(n)])
-        seam = qc.psnr(prev, output.frames[:n])
-        weights = (np.arange(1, n + 1, dtype=np.float32) / (n + 1))[:, None, None, None]
-        mixed = (1.0 - weights) * prev.astype(np.float32) + weights * output.frames[:n].astype(np.float32)
-        final[:n] = np.rint(mixed).astype(source.dtype)
+        weights = np.arange(1, n + 1, dtype=np.float32) / (n + 1)
+        squared = 0.0
+        for j in range(n):
+            prev, ours = anchors[j], output.frames[j]
+            squared += _squared_error(prev, ours)
+            mixed = (1.0 - weights[j]) * prev.astype(np.float32) + weights[j] * ours.astype(np.float32)
+            final[j] = np.rint(mixed).astype(source.dtype)
+        mse = squared / (n * source[0].size)
+        seam = math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
 
     commit_end = (next_start - start) if next_start is not None else len(source)
-    untouched = output.masks[:commit_end] == 0
-    exact = (final[:commit_end] == source[:commit_end]).all(axis=-1)
+    untouched_pixels = exact_pixels = mask_total = 0
+    for j in range(commit_end):
+        untouched = output.masks[j] == 0
+        untouched_pixels += int(untouched.sum())
+        exact_pixels += int((untouched & (final[j] == source[j]).all(axis=-1)).sum())
+        mask_total += int(output.masks[j].sum(dtype=np.int64))
     stats = {
         "frames": int(commit_end),
-        "untouched_pixels": int(untouched.sum()),
-        "untouched_exact_pixels": int((untouched & exact).sum()),
-        "edited_coverage": float(output.masks[:commit_end].mean() / 255.0),
+        "untouched_pixels": untouched_pixels,
+        "untouched_exact_pixels": exact_pixels,
+        "edited_coverage": float(mask_total / (commit_end * output.masks[0].size) / 255.0),
         "seam_psnr_db": None if seam is None else float(min(seam, SEAM_PSNR_CAP)),
     }
     if chunk_guide is not None:
@@ -342,6 +405,26 @@ def _render_chunk(
     if next_start is not None:
         _save_atomic_npy(tail_path, final[next_start - start :])
     write_text(stats_path, json.dumps(stats))
+
+
+def _read_chunk(info: MediaInfo, start: int, end: int) -> np.ndarray:
+    """Source frames `start..end` in one array, filled as they are decoded (no list, no second copy)."""
+    frames: np.ndarray | None = None
+    count = 0
+    for count, frame in enumerate(read_frames(info, start, end), start=1):
+        if frames is None:
+            frames = np.empty((end - start + 1, *frame.shape), frame.dtype)
+        frames[count - 1] = frame
+    if frames is None:
+        raise PropagationError(f"no source frames decoded for {start}..{end}", frame=start)
+    return frames[:count]
+
+
+def _squared_error(a: np.ndarray, b: np.ndarray) -> float:
+    """Sum of squared differences of two frames of integer codes, on the [0, 1] scale (as `qc.psnr`)."""
+    scale = float(np.iinfo(a.dtype).max)
+    difference = a.astype(np.float64) / scale - b.astype(np.float64) / scale
+    return float(np.square(difference, out=difference).sum())
 
 
 def _check_output(output: ChunkOutput, source: np.ndarray, shot: str, start: int, name: str) -> None:
@@ -390,7 +473,7 @@ def _ours(path: Path, tag: str | None, expected: int, shot: str) -> bool:
 
 
 def _shot_qc(work_dir: Path, n_chunks: int, frames: int, rendered: int, elapsed: float) -> dict:
-    stats = [json.loads((work_dir / f"chunk_{i:04d}.json").read_text()) for i in range(n_chunks)]
+    stats = [json.loads(_stats_path(work_dir, i).read_text()) for i in range(n_chunks)]
     untouched = sum(s["untouched_pixels"] for s in stats)
     exact = sum(s["untouched_exact_pixels"] for s in stats)
     seams = [s["seam_psnr_db"] for s in stats if s["seam_psnr_db"] is not None]

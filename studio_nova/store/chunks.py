@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy.orm import Session
 
-from studio_nova.errors import StoreError
+from studio_nova.errors import LeaseLost, StoreError
 from studio_nova.store.core import StoreCore
 from studio_nova.store.inputs import Integer, Text, check
 from studio_nova.store.records import ChunkRecord
@@ -87,9 +88,10 @@ class ChunksMixin(StoreCore):
             rows = s.scalars(query)
             return [ChunkRecord.from_row(c) for c in rows]
 
-    def _claimable(self, cutoff: datetime) -> ColumnElement[bool]:
+    def _claimable(self, cutoff: datetime, *, done_too: bool = False) -> ColumnElement[bool]:
+        again = [ChunkStatus.PENDING.value, ChunkStatus.FAILED.value] + ([ChunkStatus.DONE.value] if done_too else [])
         condition = or_(
-            Chunk.status.in_([ChunkStatus.PENDING.value, ChunkStatus.FAILED.value]),
+            Chunk.status.in_(again),
             (Chunk.status == ChunkStatus.RUNNING.value) & (Chunk.updated_at < cutoff),
         )
         if self.max_attempts is not None:
@@ -101,7 +103,8 @@ class ChunksMixin(StoreCore):
         chunk.status = ChunkStatus.RUNNING.value
         chunk.attempts += 1
         chunk.worker = worker
-        chunk.updated_at = utcnow()
+        chunk.updated_at = chunk.started_at = utcnow()
+        chunk.finished_at = None
         return ChunkRecord.from_row(chunk)
 
     def claim_chunk(
@@ -110,10 +113,12 @@ class ChunksMixin(StoreCore):
         worker: str,
         *,
         stale_after: timedelta | None = None,
+        again: bool = False,
     ) -> ChunkRecord | None:
         """Give the chunk to `worker` (pending, failed, or running but stale → running,
         attempts + 1). None when it is not to be had: done, held by a live worker, out of
-        attempts, or its render is no longer in progress."""
+        attempts, or its render is no longer in progress. With `again`, a done chunk is handed
+        out too (its files were lost: it is rendered again)."""
         worker = check("worker", worker, Text)
         cutoff = self._cutoff(stale_after)
         with self._tx(write=True) as s:
@@ -123,7 +128,7 @@ class ChunksMixin(StoreCore):
                 .where(
                     Chunk.id == chunk_id,
                     Render.status == RenderStatus.RENDERING.value,
-                    self._claimable(cutoff),
+                    self._claimable(cutoff, done_too=again),
                 )
                 .with_for_update(of=Chunk)
                 .execution_options(populate_existing=True)
@@ -167,37 +172,49 @@ class ChunksMixin(StoreCore):
             s.flush()
             return record
 
-    def complete_chunk(self, chunk_id: int, output: str | os.PathLike[str]) -> ChunkRecord:
+    def complete_chunk(
+        self, chunk_id: int, output: str | os.PathLike[str], *, worker: str | None = None
+    ) -> ChunkRecord:
         """Mark a running chunk done with the file it produced (again with the same output is a
-        no-op, so a retried task is harmless)."""
+        no-op, so a retried task is harmless). With `worker`, only while that worker holds the
+        claim: a worker whose chunk was taken over must not record it (`LeaseLost`)."""
         output_text = check("output", os.fspath(output), Text)
         with self._tx(write=True) as s:
             row = self._chunk_row(s, chunk_id, lock=True)
             if row.status == ChunkStatus.DONE.value and row.output == output_text:
                 return ChunkRecord.from_row(row)
-            if row.status != ChunkStatus.RUNNING.value:
-                raise StoreError(
-                    f"chunk {row.index} of render {row.render_id} is {row.status!r}; only a "
-                    "running (claimed) chunk can be completed",
-                    chunk_id=chunk_id, render_id=row.render_id,
-                )
+            self._check_running(s, row, "completed", worker)
             row.status, row.output = ChunkStatus.DONE.value, output_text
-            row.updated_at = utcnow()
+            row.updated_at = row.finished_at = utcnow()
             s.flush()
             return ChunkRecord.from_row(row)
 
-    def fail_chunk(self, chunk_id: int, error: str) -> ChunkRecord:
-        """Mark a running chunk failed; it can be claimed again while attempts remain."""
+    def fail_chunk(self, chunk_id: int, error: str, *, worker: str | None = None) -> ChunkRecord:
+        """Mark a running chunk failed; it can be claimed again while attempts remain. With
+        `worker`, only while that worker holds the claim (`LeaseLost` otherwise)."""
         error = check("error", error, Text)
         with self._tx(write=True) as s:
             row = self._chunk_row(s, chunk_id, lock=True)
-            if row.status != ChunkStatus.RUNNING.value:
-                raise StoreError(
-                    f"chunk {row.index} of render {row.render_id} is {row.status!r}; only a "
-                    "running (claimed) chunk can fail",
-                    chunk_id=chunk_id, render_id=row.render_id,
-                )
+            self._check_running(s, row, "fail", worker)
             row.status, row.error = ChunkStatus.FAILED.value, error
             row.updated_at = utcnow()
             s.flush()
             return ChunkRecord.from_row(row)
+
+    def _check_running(self, session: Session, row: Chunk, verb: str, worker: str | None) -> None:
+        """With `worker`: the chunk must still be its claim, and the shot's lease must not have
+        gone to another worker (a worker thought lost records nothing once it was taken over)."""
+        if worker is not None:
+            shot = self._shot_row(session, row.shot_id)
+            taken = shot.worker != worker and shot.lease_expires_at is not None and shot.lease_expires_at > utcnow()
+            if row.worker != worker or taken:
+                raise LeaseLost(
+                    f"chunk {row.index} was taken over by {shot.worker if taken else row.worker} (this worker, "
+                    f"{worker}, was thought lost); it is not recorded here", shot=shot.name,
+                )
+        if row.status != ChunkStatus.RUNNING.value:
+            raise StoreError(
+                f"chunk {row.index} of render {row.render_id} is {row.status!r}; only a "
+                f"running (claimed) chunk can {'be ' if verb == 'completed' else ''}{verb}",
+                chunk_id=row.id, render_id=row.render_id,
+            )

@@ -18,10 +18,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, Select, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from studio_nova.errors import StateTransitionError, StoreError
+from studio_nova.errors import StateTransitionError, StoreError, StoreUnavailable
 from studio_nova.store.engine import IMMEDIATE, error_reason, safe_url
 from studio_nova.store.records import ShotRecord
 from studio_nova.store.tables import (
@@ -69,8 +69,7 @@ def move(
         raise transition_error(shot, to, why)
     if to is ShotStatus.FAILED and not (error and error.strip()):
         raise ValueError(f"error is required when shot {shot.id} moves to 'failed'")
-    shot.status = to.value
-    shot.claimed_at = None  # a claim holds for the status it was made in
+    shot.status = to.value  # a render lease is not touched: it holds across the render's steps
     if error is not None:
         shot.error = error
 
@@ -98,6 +97,8 @@ class StoreCore:
                 if write:
                     session.connection(execution_options={IMMEDIATE: True})
                 yield session
+        except (OperationalError, InterfaceError) as exc:  # unreachable, dropped, or busy: try again later
+            raise StoreUnavailable(f"store {self.url!r} is unavailable: {error_reason(exc)}") from exc
         except SQLAlchemyError as exc:
             raise StoreError(f"store {self.url!r}: {error_reason(exc)}") from exc
 

@@ -61,6 +61,11 @@ class ShotRecord:
     updated_at: datetime
     slug: str | None = None  # folder name of its keyframes / renders / work (unique in the store)
     render_id: int | None = None  # the render its clip is conformed to
+    lease_expires_at: datetime | None = None  # the render lease of `worker` holds until then
+
+    def lease_is_live(self, now: datetime) -> bool:
+        """Whether a worker holds the shot's render lease at `now`."""
+        return self.lease_expires_at is not None and self.lease_expires_at > now
 
     @property
     def frame_count(self) -> int:
@@ -77,6 +82,7 @@ class ShotRecord:
             edit_version=row.edit_version, edit=dict(edit), fingerprint=row.fingerprint,
             worker=row.worker, claimed_at=row.claimed_at, created_at=row.created_at,
             updated_at=row.updated_at, slug=row.slug, render_id=row.render_id,
+            lease_expires_at=row.lease_expires_at,
         )
 
 
@@ -192,11 +198,13 @@ class ChunkRecord:
     output: str | None
     error: str | None
     updated_at: datetime
+    started_at: datetime | None = None  # when its latest attempt was claimed
+    finished_at: datetime | None = None  # when it was done
 
     @classmethod
     def from_row(cls, row: Chunk) -> ChunkRecord:
         return cls(
             row.id, row.render_id, row.shot_id, row.render_version, row.index, row.first_frame,
             row.last_frame, row.status, row.attempts, row.worker, row.output, row.error,
-            row.updated_at,
+            row.updated_at, row.started_at, row.finished_at,
         )

@@ -143,7 +143,7 @@ class RendersMixin(StoreCore):
             for own in s.scalars(unfinished_renders(shot_id)):
                 supersede(own, f"superseded: linked to the identical render id {render_id}")
             if shot.render_id != render_id or shot.status != ShotStatus.CONFORMED.value:
-                shot.status, shot.claimed_at = ShotStatus.RENDERED.value, None
+                shot.status = ShotStatus.RENDERED.value
             shot.render_id = render_id
             return self._load_shot(s, shot_id)
 

@@ -3,15 +3,14 @@
 A shot is keyed by its timeline and its key in the cut. Ingesting the cut again is safe: the
 same fingerprint finds the stored shot with its state (a rerun goes on where it stopped), a
 new one opens a new edit version back at `ingested`. Shots also carry the names of their
-folders (slugs), allocated here so that no two shots or cuts of one store share an output path,
-and the claims by which workers share out the shots of one status (`claim_next_shot`).
+folders (slugs), allocated here so that no two shots or cuts of one store share an output path.
+The render leases by which workers share the shots out are in `leases.py`.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from datetime import timedelta
 from fractions import Fraction
 from typing import Any
 
@@ -25,11 +24,14 @@ from studio_nova.store.inputs import ShotFields, Status, Text, check, check_fiel
 from studio_nova.store.records import EditRequestRecord, ShotRecord, TimelineRecord
 from studio_nova.store.renders import supersede, unfinished_renders
 from studio_nova.store.tables import (
+    Chunk,
+    ChunkStatus,
     EditRequest,
+    Render,
+    RenderStatus,
     Shot,
     ShotStatus,
     Timeline,
-    utcnow,
 )
 
 
@@ -43,7 +45,7 @@ def _allocate_slug(session: Session, column: Any, candidates: Sequence[str], fal
 
 
 class ShotsMixin(StoreCore):
-    """Timelines and shots: `upsert_*` from the cut, lookups, status changes, shot claims."""
+    """Timelines and shots: `upsert_*` from the cut, lookups and status changes."""
 
     # ---------------------------------------------------------------- timelines
 
@@ -135,7 +137,8 @@ class ShotsMixin(StoreCore):
             row.rate_num, row.rate_den = new.rate.numerator, new.rate.denominator
             row.width, row.height, row.bit_depth = new.width, new.height, new.bit_depth
             row.fingerprint = new.fingerprint
-            row.status, row.error, row.claimed_at = ShotStatus.INGESTED.value, None, None
+            row.status, row.error = ShotStatus.INGESTED.value, None
+            row.claimed_at = row.lease_expires_at = None  # a render of the old request stops
             s.flush()
             s.add(
                 EditRequest(
@@ -200,41 +203,14 @@ class ShotsMixin(StoreCore):
         to = check("status", status, Status)
         with self._tx(write=True) as s:
             row = self._shot_row(s, shot_id, lock=True)
+            retried = row.status == ShotStatus.FAILED.value and to is ShotStatus.APPROVED
             move(row, to, error=error)
+            if retried:  # a person's retry: every unfinished chunk of its open render may run again
+                open_renders = select(Render.id).where(
+                    Render.shot_id == shot_id, Render.status == RenderStatus.RENDERING.value
+                )
+                for chunk in s.scalars(
+                    select(Chunk).where(Chunk.render_id.in_(open_renders), Chunk.status != ChunkStatus.DONE.value)
+                ):
+                    chunk.attempts = 0
             return self._load_shot(s, shot_id)
-
-    def claim_next_shot(
-        self,
-        worker: str,
-        status: str | ShotStatus = ShotStatus.APPROVED,
-        *,
-        timeline_id: int | None = None,
-        stale_after: timedelta | None = None,
-    ) -> ShotRecord | None:
-        """Hand one unclaimed shot in `status` to `worker`, or None when there is none left.
-
-        Two workers never get the same shot: PostgreSQL skips rows another transaction holds
-        (`FOR UPDATE SKIP LOCKED`), SQLite runs claims one at a time (`BEGIN IMMEDIATE`). A claim
-        ends when the shot changes status, or goes stale after `stale_after` (a dead worker).
-        """
-        worker = check("worker", worker, Text)
-        wanted = check("status", status, Status)
-        cutoff = self._cutoff(stale_after)
-        query = (
-            select(Shot)
-            .where(
-                Shot.status == wanted.value,
-                or_(Shot.claimed_at.is_(None), Shot.claimed_at < cutoff),
-            )
-            .order_by(Shot.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        )
-        if timeline_id is not None:
-            query = query.where(Shot.timeline_id == timeline_id)
-        with self._tx(write=True) as s:
-            row = s.scalars(query).first()
-            if row is None:
-                return None
-            row.worker, row.claimed_at = worker, utcnow()
-            return self._load_shot(s, row.id)

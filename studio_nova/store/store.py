@@ -8,7 +8,8 @@ for the farm's claims). That is what makes a rerun, or a second worker, safe.
 
 `Store` is put together here from its parts, one module per concern, all built on `StoreCore`
 (`core.py`: transactions, row lookups, the lifecycle step):
-- `shots.py`: timelines, shots, edit requests, status changes and shot claims;
+- `shots.py`: timelines, shots, edit requests and status changes;
+- `leases.py`: the render leases by which a farm's workers share out shots;
 - `reviews.py`: keyframe versions and the reviews that decide on them;
 - `renders.py`: render versions; `chunks.py`: their chunks and the farm's chunk claims.
 What goes in is checked in `inputs.py`; what comes out is a record of `records.py`. Opening a
@@ -24,6 +25,7 @@ from sqlalchemy.engine import URL
 
 from studio_nova.store.chunks import ChunksMixin
 from studio_nova.store.engine import create_store_engine
+from studio_nova.store.leases import LeasesMixin
 from studio_nova.store.migrations import upgrade_to_head
 from studio_nova.store.renders import RendersMixin
 from studio_nova.store.reviews import ReviewsMixin
@@ -33,7 +35,7 @@ DEFAULT_STALE_AFTER = timedelta(hours=1)
 DEFAULT_MAX_ATTEMPTS = 3
 
 
-class Store(ShotsMixin, ReviewsMixin, RendersMixin, ChunksMixin):
+class Store(ShotsMixin, LeasesMixin, ReviewsMixin, RendersMixin, ChunksMixin):
     """The pipeline's memory. Open with `Store.open(url)`; safe to share between threads."""
 
     @classmethod
@@ -47,8 +49,8 @@ class Store(ShotsMixin, ReviewsMixin, RendersMixin, ChunksMixin):
     ) -> Store:
         """Connect, create or upgrade the schema, and return a ready store.
 
-        `stale_after`: how long a claim (shot or running chunk) holds before another worker may
-        take it over. `max_attempts`: a chunk claimed this many times is not handed out again.
+        `stale_after`: how long a claim holds before another worker may take it over: a running
+        chunk's, and a shot lease's when the claim names no lease of its own. `max_attempts`: a chunk claimed this many times is not handed out again.
         """
         if stale_after < timedelta(0):
             raise ValueError(f"stale_after must not be negative, got {stale_after}")

@@ -166,8 +166,11 @@ class Shot(Base):
     error: Mapped[str | None] = mapped_column(Text)
     edit_version: Mapped[int] = mapped_column(Integer)
     fingerprint: Mapped[str] = mapped_column(String(128))
+    # The render lease: who holds the shot, since when, and until when it holds without a
+    # heartbeat (`store/leases.py`). `worker` stays as the last holder after a release.
     worker: Mapped[str | None] = mapped_column(String(255))
     claimed_at: Mapped[datetime | None] = mapped_column()
+    lease_expires_at: Mapped[datetime | None] = mapped_column()
     # Folder name of the shot's keyframes, renders and work files, unique in the store.
     slug: Mapped[str | None] = mapped_column(Text)
     # The render the shot's clip is conformed to: its own, or another shot's with the same
@@ -276,5 +279,8 @@ class Chunk(Base):
     worker: Mapped[str | None] = mapped_column(String(255))
     output: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
+    # When the latest attempt was claimed and when the chunk was done: the farm's timeline.
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

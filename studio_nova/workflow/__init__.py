@@ -6,6 +6,7 @@ rerun continues where the last one stopped. Orchestrators (the in-process runner
 """
 
 from studio_nova.workflow.conform import conform_timeline
+from studio_nova.workflow.farm import FarmProgress, FarmTargets, farm_progress, farm_targets
 from studio_nova.workflow.ingest import IngestReport, ingest_cut, shot_fingerprint
 from studio_nova.workflow.keyframes import (
     approved_keyframes,
@@ -13,6 +14,7 @@ from studio_nova.workflow.keyframes import (
     effective_edit,
     original_keyframes,
 )
+from studio_nova.workflow.leases import HeldLease, is_transient, lease_length, worker_name
 from studio_nova.workflow.render import (
     MASTER_CODEC,
     RENDER_FORMAT,
@@ -42,9 +44,9 @@ from studio_nova.workflow.run import (
 from studio_nova.workflow.workspace import Workspace
 
 __all__ = [
-    "AUTO_REVIEWER", "IngestReport", "MASTER_CODEC", "RENDERABLE", "RENDER_FORMAT", "RenderPlan",
+    "AUTO_REVIEWER", "FarmProgress", "FarmTargets", "HeldLease", "IngestReport", "MASTER_CODEC", "RENDERABLE", "RENDER_FORMAT", "RenderPlan",
     "RunReport", "Workspace", "approved_keyframes", "before_after_still", "conform_timeline",
-    "edit_keyframes", "effective_edit", "finish_run", "guarded", "ingest_cut", "linked_render",
+    "edit_keyframes", "effective_edit", "farm_progress", "farm_targets", "finish_run", "guarded", "ingest_cut", "is_transient", "lease_length", "linked_render",
     "needs_render", "original_keyframes", "prepare_shot", "qc_rows", "render", "render_plan",
-    "renderable_shots", "resolve_shot", "review", "run_cut", "shot_fingerprint", "shot_outcome",
+    "renderable_shots", "resolve_shot", "review", "run_cut", "shot_fingerprint", "shot_outcome", "worker_name",
 ]

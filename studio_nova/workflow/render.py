@@ -9,27 +9,37 @@ import hashlib
 import logging
 import shutil
 import tempfile
+import time
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from studio_nova.atomic import remove_partials
 from studio_nova.config import Settings
 from studio_nova.cut.plan import plan_chunks
-from studio_nova.errors import OutputError, ReviewError, StudioNovaError
+from studio_nova.errors import LeaseLost, OutputError, PropagationError, ReviewError, StudioNovaError
 from studio_nova.media.fingerprint import (
     file_fingerprint,
     fingerprint_paths,
     json_digest,
 )
 from studio_nova.plugin_api.registry import PROPAGATORS, load_propagator, settings_options
-from studio_nova.render.shot import EncodeSettings, ProgressFn, StopFlag, render_shot
+from studio_nova.render.shot import EncodeSettings, ProgressFn, RenderStopped, StopFlag, render_shot
 from studio_nova.store import (
+    ChunkRecord,
     RenderRecord,
     ShotRecord,
     Store,
 )
 from studio_nova.workflow.keyframes import approved_keyframes, effective_edit, media_view
+from studio_nova.workflow.leases import (
+    HeldLease,
+    dead_local_holder,
+    free_gpu_memory,
+    is_transient,
+    lease_length,
+)
 from studio_nova.workflow.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -70,8 +80,13 @@ def prepare_folder(folder: str | Path, *, what: str, fix: str) -> Path:
 
 @dataclass
 class _StoreLedger:
+    """The chunk ledger of one render in the store, for the worker holding the shot's lease.
+    Each chunk is claimed before it is rendered: a chunk a lost worker left running is taken over
+    at once (the lease says that worker is gone), and a chunk out of attempts fails the shot."""
+
     store: Store
-    chunk_ids: list[int]
+    shot: str
+    chunks: list[ChunkRecord]
     done: set[int]
     worker: str
 
@@ -79,14 +94,30 @@ class _StoreLedger:
         return index in self.done
 
     def start(self, index: int) -> None:
-        self.store.claim_chunk(self.chunk_ids[index], self.worker)
+        chunk = self.chunks[index]
+        again = index in self.done  # recorded done, but its files are gone: rendered again
+        if self.store.claim_chunk(chunk.id, self.worker, stale_after=timedelta(0), again=again) is not None:
+            self.done.discard(index)
+            return
+        now = {c.index: c for c in self.store.chunks(chunk.render_id)}[index]
+        if now.status == "done":
+            raise LeaseLost(f"chunk {index} was finished by {now.worker} meanwhile", shot=self.shot)
+        if self.store.max_attempts is not None and now.attempts >= self.store.max_attempts:
+            last = now.error or f"none recorded: the worker rendering it ({now.worker}) was lost each time"
+            raise PropagationError(
+                f"chunk {index} (source frames {now.first_frame}-{now.last_frame}) was attempted "
+                f"{now.attempts} times without finishing; the last error: {last}. Fix the cause and run "
+                "again: a rerun gives its unfinished chunks their attempts back",
+                shot=self.shot, frame=now.first_frame,
+            )
+        raise LeaseLost("its render was closed while this worker rendered it (its request changed)", shot=self.shot)
 
     def complete(self, index: int, output: Path) -> None:
-        self.store.complete_chunk(self.chunk_ids[index], str(output))
+        self.store.complete_chunk(self.chunks[index].id, str(output), worker=self.worker)
         self.done.add(index)
 
     def fail(self, index: int, error: str) -> None:
-        self.store.fail_chunk(self.chunk_ids[index], error)
+        self.store.fail_chunk(self.chunks[index].id, error, worker=self.worker)
 
 
 #: Bump when the render code changes what it writes for the same inputs, so that renders made
@@ -190,8 +221,66 @@ def render(
     is linked, not rendered again; an interrupted render of the same identity resumes at its
     first unfinished chunk; anything else renders a new version.
 
+    All of it happens under the shot's render lease (`leases.HeldLease`): while another worker
+    holds a live lease on the shot, nothing is done and the shot is returned as it stands. A
+    transient failure (`leases.is_transient`) retries the chunk, up to the store's attempts;
+    any other failure is raised for the caller to fail the shot with (`run.guarded`).
+
     With `stop` set the render ends at the next chunk boundary with `RenderStopped`: the shot
-    stays `rendering` and its render open, so the next call resumes it."""
+    stays `rendering` and its render open, so the next call resumes it. A lease lost to another
+    worker ends it the same way, raising `LeaseLost`."""
+    shot = ws.store.shot(shot_id)
+    if shot.status not in RENDERABLE:
+        return shot
+    lease = lease_length(ws.settings)
+    if ws.store.claim_shot(shot_id, ws.worker, lease=lease) is None:
+        held = ws.store.shot(shot_id)
+        if dead_local_holder(held.worker):
+            log.info("%s: its lease holder %s is a process of this machine that is gone; taken over",
+                     held.name, held.worker)
+            if ws.store.claim_shot(shot_id, ws.worker, lease=lease, take_over_from=held.worker) is None:
+                return ws.store.shot(shot_id)
+        else:
+            log.info("%s is being rendered by %s (lease until %s); left to it", held.name, held.worker,
+                     held.lease_expires_at)
+            return held
+    with HeldLease(ws.store, shot_id, ws.worker, lease, stop=stop) as held:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return _render_held(ws, shot_id, backend=backend, progress=progress, stop=held)
+            except RenderStopped:
+                if held.lost is not None:
+                    raise held.lost from None
+                raise
+            except Exception as exc:
+                if held.lost is not None:
+                    raise held.lost from exc
+                if not is_transient(exc) or attempt >= ws.settings.render_attempts:
+                    raise
+                delay = min(2.0 ** (attempt - 1), 30.0)
+                log.warning("%s: %s; a transient failure, retried in %.0f s (attempt %d of %d)",
+                            shot.name, exc, delay, attempt + 1, ws.settings.render_attempts)
+                free_gpu_memory()
+                if _wait(held, delay):
+                    raise RenderStopped(shot.name, 0, 0) from exc
+
+
+def _wait(flag: HeldLease, seconds: float) -> bool:
+    """Sleep `seconds` unless the flag gets set first (True then)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if flag.is_set():
+            return True
+        time.sleep(min(0.1, max(deadline - time.monotonic(), 0)))
+    return flag.is_set()
+
+
+def _render_held(
+    ws: Workspace, shot_id: int, *, backend: str | None, progress: ProgressFn | None, stop: StopFlag
+) -> ShotRecord:
+    """`render`'s work, with the shot's lease held."""
     shot = ws.store.shot(shot_id)
     if shot.status not in RENDERABLE:
         return shot
@@ -206,11 +295,10 @@ def render(
     info = media_view(Path(shot.media), shot.rate, ws.settings, shot=shot.name)
     record = ws.store.start_render(shot.id, codec=MASTER_CODEC, identity=plan.identity, inputs=plan.inputs)
     chunk_rows = ws.store.plan_chunks(record.id, plan.chunks)
-    ledger = _StoreLedger(
-        ws.store, [c.id for c in chunk_rows], {c.index for c in chunk_rows if c.status == "done"}, ws.worker
-    )
+    ledger = _StoreLedger(ws.store, shot.name, chunk_rows, {c.index for c in chunk_rows if c.status == "done"},
+                          ws.worker)
     master, proxy, work = ws.render_paths(shot, record.version)
-    for output in (master, proxy):  # the shot is ours now: what a killed writer left goes
+    for output in (master, proxy):  # the shot is ours now (we hold its lease): what a killed writer left goes
         for stale in remove_partials(output):
             log.info("%s: removed %s, left by an interrupted render", shot.name, stale)
     fix = "make it writable (or free space) and run again, or run with another --out"
@@ -243,6 +331,8 @@ def render(
     except OSError as exc:  # a file of the render could not be written (or read back): say which and why
         raise OutputError(f"a file of the render cannot be written: {_WHY.get(exc.errno, exc.strerror or str(exc))}; "
                           f"{fix}", shot=shot.name, path=exc.filename) from exc
+    if stop.is_set():  # lost the lease while assembling: the other worker records the render
+        raise RenderStopped(shot.name, len(plan.chunks), len(plan.chunks))
     qc = dict(result.qc, backend=plan.backend, version=record.version)
     ws.store.finish_render(record.id, path=str(result.master), proxy_path=str(result.proxy), qc=qc)
     shutil.rmtree(work, ignore_errors=True)  # our own intermediates; the master holds every frame

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 from studio_nova.cut.naming import version_label
-from studio_nova.errors import StudioNovaError
+from studio_nova.errors import LeaseLost, StoreUnavailable, StudioNovaError
 from studio_nova.media.decode import read_frames
 from studio_nova.media.frames import to_float
 from studio_nova.media.probe import probe
@@ -51,10 +51,17 @@ def shot_outcome(ws: Workspace, shot_id: int) -> dict[str, Any]:
 
 def guarded(ws: Workspace, shot_id: int, step: Callable[[], Any]) -> None:
     """Run one shot's step; on failure mark only that shot failed, with the reason. A render
-    stopped on request (`RenderStopped`) is no failure: it is passed on, the shot left as it is."""
+    stopped on request (`RenderStopped`) is no failure: it is passed on, the shot left as it is; nor
+    is a lease lost to another worker (`LeaseLost`), which finishes the shot. An unavailable store
+    (`StoreUnavailable`) is passed on too: the failure cannot be recorded, and the orchestrator
+    retries the step."""
     try:
         step()
     except RenderStopped:
+        raise
+    except LeaseLost as exc:  # another worker has the shot now and finishes it: no failure
+        log.warning("%s", exc)
+    except StoreUnavailable:  # nothing can be recorded, and nothing is wrong with the shot: retried
         raise
     except StudioNovaError as exc:
         log.error("%s", exc)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,9 @@ class Workspace:
     out: Path
     settings: Settings
     store: Store
-    worker: str = field(default_factory=lambda: f"{socket.gethostname()}")
+    #: Who holds this workspace's leases and chunk claims: the host and the process, so that two
+    #: workers on one machine are told apart (a flow run adds its run id, `flows/`).
+    worker: str = field(default_factory=lambda: ":".join([socket.gethostname(), str(os.getpid())]))
 
     @classmethod
     def open(cls, out: str | Path, settings: Settings | None = None) -> "Workspace":
@@ -41,7 +44,8 @@ class Workspace:
         configure_ffmpeg(settings.ffmpeg)
         out = Path(out).resolve()
         out.mkdir(parents=True, exist_ok=True)
-        return cls(out=out, settings=settings, store=Store.open(settings.store_url(out)))
+        store = Store.open(settings.store_url(out), max_attempts=settings.render_attempts)
+        return cls(out=out, settings=settings, store=store)
 
     def close(self) -> None:
         self.store.close()

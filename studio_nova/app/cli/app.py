@@ -65,6 +65,7 @@ app.command("run")(run.run)
 app.add_typer(review.app, name="review")
 app.command("server")(server.server)
 app.command("deploy")(server.deploy)
+app.command("worker")(server.worker)
 app.add_typer(keyframes.app, name="keyframes")
 for _name, _group in plugins.GROUPS.items():
     app.add_typer(_group, name=_name)

@@ -66,6 +66,8 @@ def server(
     nightly_out: NightlyOut = None,
     nightly_cron: NightlyCron = None,
     no_workers: Annotated[bool, typer.Option("--no-workers", help="only the server (workers run elsewhere)")] = False,
+    gpu_workers: Annotated[int, typer.Option(
+        min=1, help="GPU workers to start, one render slot each; worker i sees GPU i only")] = 1,
     as_json: JsonFlag = False,
 ) -> int:
     """A local Prefect server (UI) and the workers of the deployments; Ctrl-C (or SIGTERM) stops
@@ -87,6 +89,7 @@ def server(
         home=home.resolve() if home else None,
         log_dir=logs.resolve() if logs else None,
         workers=() if no_workers else LocalServer.workers,
+        gpu_workers=gpu_workers,
     )
     # SIGTERM and Ctrl-C reach here as KeyboardInterrupt (`main`'s handler, or Python's own).
     try:
@@ -131,3 +134,62 @@ def deploy(nightly_out: NightlyOut = None, nightly_cron: NightlyCron = None, as_
         human += f"\nthe nightly render is paused until you deploy with {TO_RENDER}"
     emit(as_json, {"api": url, "deployments": names, "nightly": _nightly(cron, nightly_out)}, human)
     return 0
+
+
+POOLS = {"gpu": "studio-nova-gpu", "cpu": "studio-nova-cpu"}
+
+
+def worker(
+    pool: Annotated[str, typer.Option(help="gpu (renders, one at a time) or cpu (ingest, keyframes, reviews, dispatch, "
+                                            "conform)")] = "gpu",
+    name: Annotated[Optional[str], typer.Option(help="the worker's name in the UI (default: pool, host and process)")]
+    = None,
+    limit: Annotated[Optional[int], typer.Option(
+        min=1, help="runs at once (gpu default 1: one render slot per GPU; cpu default: no limit)")] = None,
+) -> int:
+    """A worker of a farm node: `prefect worker start` on the studio-nova pool, taking its
+    settings from the environment (PREFECT_API_URL, STUDIO_NOVA_DATABASE_URL, STUDIO_NOVA_DEVICE,
+    CUDA_VISIBLE_DEVICES, STUDIO_NOVA_LEASE_SECONDS). Runs until stopped (SIGTERM, Ctrl-C); a render
+    it was running is taken over by another worker once its lease runs out, resuming at its first
+    unfinished chunk."""
+    import socket
+    import subprocess
+
+    from studio_nova.app.server import die_with_parent, find_local_api, worker_args
+    from studio_nova.errors import ConfigError
+
+    if pool not in POOLS:
+        raise ConfigError(f"--pool must be gpu or cpu, got {pool!r}")
+    settings = run_settings()
+    api = os.environ.get("PREFECT_API_URL") or find_local_api(settings.prefect_port)
+    if not api:
+        raise ConfigError(
+            "no Prefect server: set PREFECT_API_URL to the farm's API (http://HOST:4200/api), or start "
+            "`studio-nova server` on this machine"
+        )
+    if not settings.database_url:
+        print("warning: STUDIO_NOVA_DATABASE_URL is not set, so each output folder keeps its own SQLite store; "
+              "a farm's workers must share one store (PostgreSQL)", file=sys.stderr)
+    pool_name = POOLS[pool]
+    limit = limit if limit is not None else (1 if pool == "gpu" else None)
+    name = name or f"{pool_name}-{socket.gethostname()}-{os.getpid()}"
+    env = dict(os.environ, PREFECT_API_URL=api)
+    env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    command = [sys.executable, "-m", "prefect", *worker_args(pool_name, name, limit)]
+    print(f"{name}: worker of {pool_name} (limit {limit or 'none'}) on {api}", file=sys.stderr)
+    sys.stderr.flush()
+    # A child in our process group: a SIGTERM / SIGINT to this command (or its group) reaches the
+    # worker and its flow runs too; and it ends with us even if we are killed.
+    process = subprocess.Popen(command, env=env, preexec_fn=die_with_parent())
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        with _signals_ignored():
+            process.send_signal(signal.SIGTERM)  # told once more, in case only we were signalled
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        interruption_reported()
+        return 0
