@@ -126,7 +126,9 @@ def test_reviewers_gate_renders_and_the_nightly_render_through_a_real_server(ser
     )
     assert yaml_deploy.returncode == 0, yaml_deploy.stdout + yaml_deploy.stderr
     nightly = _api(api, "GET", "/deployments/name/studio-nova-render/nightly")
-    assert nightly["parameters"] == {"out": str(out)} and nightly["work_pool_name"] == "studio-nova-gpu"
+    # The nightly dispatches on the CPU pool; its slot runs render on the GPU pool.
+    assert nightly["parameters"] == {"out": str(out)} and nightly["work_pool_name"] == "studio-nova-cpu"
+    assert _api(api, "GET", "/deployments/name/studio-nova-render-slot/slot")["work_pool_name"] == "studio-nova-gpu"
     assert [s["schedule"]["cron"] for s in nightly["schedules"]] == ["0 1 * * *"]
     server.start_workers()
 
