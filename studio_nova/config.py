@@ -95,16 +95,18 @@ class Settings(BaseSettings):
     )
     lease_seconds: float = Field(
         120.0,
+        ge=1,
         description="Seconds a worker's render lease on a shot lasts without a heartbeat (it renews it every quarter "
         "of that); a lost worker's shot is taken over by another worker this long after its last heartbeat.",
     )
     render_attempts: int = Field(
         3,
+        ge=1,
         description="Times a chunk is attempted, across workers, before its shot fails: transient failures (GPU out "
         "of memory, an encoder killed, a lost worker) are retried; a bad input fails the shot at once.",
     )
     farm_poll_seconds: float = Field(
-        10.0, description="How often a farm render (nightly, on approval) looks at its shots' progress and leases."
+        10.0, ge=1, description="How often a farm render (nightly, on approval) looks at its shots' progress and leases."
     )
     nightly_cron: str = Field(
         "0 1 * * *",
@@ -203,20 +205,6 @@ class Settings(BaseSettings):
     def _timeout_positive(cls, value: float) -> float:
         if value <= 0:
             raise ValueError(f"must be positive, got {value}")
-        return value
-
-    @field_validator("lease_seconds", "farm_poll_seconds")
-    @classmethod
-    def _seconds_positive(cls, value: float) -> float:
-        if value < 1:
-            raise ValueError(f"must be at least 1 second, got {value}")
-        return value
-
-    @field_validator("render_attempts")
-    @classmethod
-    def _attempts_positive(cls, value: int) -> int:
-        if value < 1:
-            raise ValueError(f"must be at least 1, got {value}")
         return value
 
     @field_validator("keyframe_interval")

@@ -379,3 +379,14 @@ def test_a_chunk_recorded_done_whose_files_are_gone_is_claimed_and_rendered_agai
         assert _frame_count(ws.store.current_render(shot_id).path) == FRAMES
     finally:
         ws.close()
+
+
+@pytest.mark.parametrize("variable", ["STUDIO_NOVA_LEASE_SECONDS", "STUDIO_NOVA_RENDER_ATTEMPTS",
+                                      "STUDIO_NOVA_FARM_POLL_SECONDS"])
+def test_a_farm_setting_below_one_is_refused_by_name(monkeypatch, variable):
+    from studio_nova.config import load_settings
+    from studio_nova.errors import ConfigError
+
+    monkeypatch.setenv(variable, "0")
+    with pytest.raises(ConfigError, match=variable):
+        load_settings()
