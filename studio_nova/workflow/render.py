@@ -263,8 +263,12 @@ def render(
                 log.warning("%s: %s; a transient failure, retried in %.0f s (attempt %d of %d)",
                             shot.name, exc, delay, attempt + 1, ws.settings.render_attempts)
                 free_gpu_memory()
-                if _wait(held, delay):
-                    raise RenderStopped(shot.name, 0, 0) from exc
+                if _wait(held, delay):  # stopped (or lost the lease) while waiting to retry
+                    if held.lost is not None:
+                        raise held.lost from exc
+                    open_render = ws.store.latest_render(shot_id, complete_only=False)
+                    chunks = ws.store.chunks(open_render.id) if open_render else []
+                    raise RenderStopped(shot.name, sum(c.status == "done" for c in chunks), len(chunks)) from exc
 
 
 def _wait(flag: HeldLease, seconds: float) -> bool:
