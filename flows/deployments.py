@@ -29,7 +29,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import run_deployment
 from prefect.deployments.runner import EntrypointType
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.flow_runs import resume_flow_run
 from prefect.schedules import Cron
 from prefect.states import Crashed
@@ -123,24 +123,33 @@ def _load(path: str) -> Any:
 
 
 def ensure_pools(pools: Sequence[Pool] = POOLS) -> None:
-    """Create the work pools (process type, the worker's default job template) if missing."""
+    """Create the work pools (process type, the worker's default job template) if missing, else
+    set their description and concurrency limit. A worker started with the server creates its
+    pool too (bare, unlimited) when it finds none; whichever comes first, the pool ends as
+    described here."""
     template = ProcessWorker.get_default_base_job_template()
     with get_client(sync_client=True) as client:
         for pool in pools:
             try:
                 client.read_work_pool(pool.name)
             except ObjectNotFound:
-                client.create_work_pool(
-                    WorkPoolCreate(
-                        name=pool.name,
-                        type="process",
-                        description=pool.description,
-                        base_job_template=template,
-                        concurrency_limit=pool.concurrency_limit,
+                try:
+                    client.create_work_pool(
+                        WorkPoolCreate(
+                            name=pool.name,
+                            type="process",
+                            description=pool.description,
+                            base_job_template=template,
+                            concurrency_limit=pool.concurrency_limit,
+                        )
                     )
-                )
-            else:
-                client.update_work_pool(pool.name, WorkPoolUpdate(concurrency_limit=pool.concurrency_limit))
+                    continue
+                except ObjectAlreadyExists:  # a worker created it between the read and the create
+                    pass
+            client.update_work_pool(
+                pool.name,
+                WorkPoolUpdate(description=pool.description, concurrency_limit=pool.concurrency_limit),
+            )
 
 
 def register(
